@@ -1,0 +1,52 @@
+# bidguard/Makefile — PGXS build, plus the project's test and demo entry points.
+#
+#   make && make install     build and install into the server that PG_CONFIG names
+#   make test                install what is missing, build, install, and run every suite
+#                            against a throwaway cluster (scripts/run-tests.sh)
+#   make demo                the same set-up, then the races with and without bidguard
+
+PG_CONFIG ?= pg_config
+
+EXTENSION = bidguard
+EXTVERSION = 1.0
+
+MODULE_big = bidguard
+OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+
+# The install script is built from sql/bidguard.sql; upgrade scripts
+# (sql/bidguard--A--B.sql) are installed as they are.
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+EXTRA_CLEAN = $(DATA_built)
+
+# pg_regress and isolation suites are discovered by wildcard (pgvector's way).
+# They are run by scripts/run-tests.sh against a throwaway cluster, so that
+# the same files serve installcheck on a developer's own server too.
+TESTS = $(sort $(wildcard test/sql/*.sql))
+REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
+REGRESS_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+ISOLATION = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+
+# The server's headers are read as system headers (-isystem wins over
+# PGXS's -I for the same directory), so that -Wextra judges our code only:
+# some of core's inline functions have parameters they do not use.
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CFLAGS = -Wall -Wextra -Werror
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
+	cp $< $@
+
+.PHONY: test demo deps
+
+deps:
+	@scripts/deps.sh
+
+test:
+	@scripts/run-tests.sh
+
+demo:
+	@scripts/demo.sh $(DEMO_ARGS)
