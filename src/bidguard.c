@@ -1,0 +1,415 @@
+/*-------------------------------------------------------------------------
+ *
+ * bidguard.c
+ *	  Module entry point and what the other files share: argument checks,
+ *	  the per-backend SPI plan cache, and the one-row result helper.
+ *
+ * Plan cache
+ * ----------
+ * Every statement bidguard runs through SPI is prepared once per backend
+ * and kept with SPI_keepplan(), the way ri_triggers.c keeps its plans.  The
+ * statements name the extension's tables schema-qualified, so the cache is
+ * keyed by the extension's schema: the schema of the C function's own
+ * pg_proc entry, looked up once per FmgrInfo and remembered in fn_extra
+ * (bidguard_call_state).
+ * The plan cache (plancache.c) replans a kept statement when a table it
+ * uses is dropped and created again, so DROP/CREATE EXTENSION in the same
+ * schema needs nothing from us.  A new schema gets a new cache entry; the
+ * old entry is left behind rather than freed, because a plan of it may be
+ * executing further up the stack (a trigger fired by one of our own
+ * statements).  Renaming the schema is noticed through a syscache callback
+ * and retires the entry the same way.
+ *
+ * Nothing here takes locks of its own.
+ *
+ * src/bidguard.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+
+#include "bidguard.h"
+
+PG_MODULE_MAGIC;
+
+/*
+ * The SQL of each kept plan.  "%1$s" is the extension's schema, quoted.
+ * Built-in functions and operators are pg_catalog-qualified: the plans must
+ * mean the same whatever search_path the caller has.
+ */
+typedef struct BidguardPlanDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[11];
+} BidguardPlanDef;
+
+#define ACTIVE_BID_STATUSES \
+	"status OPERATOR(pg_catalog.=) ANY ('{pending,submitted}'::pg_catalog.text[])"
+
+static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
+	[BG_PLAN_FIND_ACTIVE_BID] = {
+		"SELECT bid_id, status, atomic_event_id FROM %1$s.bidguard_bids"
+		" WHERE marketplace_id OPERATOR(pg_catalog.=) $1"
+		" AND posting_id OPERATOR(pg_catalog.=) $2"
+		" AND " ACTIVE_BID_STATUSES,
+		2, {TEXTOID, TEXTOID}
+	},
+	[BG_PLAN_INSERT_BID] = {
+		"INSERT INTO %1$s.bidguard_bids AS b"
+		" (marketplace_id, posting_id, status, bid_data)"
+		" VALUES ($1, $2, 'pending', $3)"
+		" ON CONFLICT (marketplace_id, posting_id) WHERE " ACTIVE_BID_STATUSES
+		" DO NOTHING"
+		" RETURNING b.bid_id, b.status, b.atomic_event_id",
+		3, {TEXTOID, TEXTOID, JSONBOID}
+	},
+	[BG_PLAN_BID_POSTING] = {
+		"SELECT marketplace_id, posting_id FROM %1$s.bidguard_bids"
+		" WHERE bid_id OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	[BG_PLAN_LOCK_BID] = {
+		"SELECT marketplace_id, posting_id, status FROM %1$s.bidguard_bids"
+		" WHERE bid_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+		1, {INT8OID}
+	},
+	[BG_PLAN_UPDATE_BID_STATUS] = {
+		"UPDATE %1$s.bidguard_bids SET status = $2, status_reason = $3"
+		" WHERE bid_id OPERATOR(pg_catalog.=) $1",
+		3, {INT8OID, TEXTOID, TEXTOID}
+	},
+	[BG_PLAN_INSERT_EVENT] = {
+		"INSERT INTO %1$s.bidguard_events"
+		" (event_id, occurred_at, kind, bid_id, trade_id, bot_id,"
+		"  marketplace_id, posting_id, old_status, new_status, detail)"
+		" VALUES (COALESCE($1, pg_catalog.gen_random_uuid()),"
+		"  COALESCE($2, pg_catalog.clock_timestamp()),"
+		"  $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+		" ON CONFLICT (event_id) DO NOTHING",
+		11, {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID,
+			 TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
+	},
+};
+
+/* One cache entry per extension schema this backend has seen. */
+typedef struct BidguardSchemaCache
+{
+	Oid			nspid;
+	char	   *nspname;		/* as it was when the plans were made */
+	bool		retired;		/* schema renamed or dropped: don't use */
+	Oid			events_relid;	/* InvalidOid until looked up */
+	Oid			events_owner;
+	SPIPlanPtr	plans[BG_NUM_PLANS];
+	struct BidguardSchemaCache *next;
+} BidguardSchemaCache;
+
+static BidguardSchemaCache *schema_caches = NULL;
+static bool callbacks_registered = false;
+static bool namespaces_changed = false;
+
+static void
+bidguard_namespace_callback(Datum arg pg_attribute_unused(),
+							int cacheid pg_attribute_unused(),
+							uint32 hashvalue pg_attribute_unused())
+{
+	namespaces_changed = true;
+}
+
+static void
+bidguard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	BidguardSchemaCache *c;
+
+	for (c = schema_caches; c != NULL; c = c->next)
+	{
+		if (relid == InvalidOid || relid == c->events_relid)
+			c->events_relid = InvalidOid;
+	}
+}
+
+/*
+ * Retire the entries whose schema no longer has the name the plans were
+ * made with.  Their plans are not freed: one may be running further up the
+ * stack.
+ */
+static void
+bidguard_check_namespaces(void)
+{
+	BidguardSchemaCache *c;
+
+	namespaces_changed = false;
+	for (c = schema_caches; c != NULL; c = c->next)
+	{
+		char	   *name;
+
+		if (c->retired)
+			continue;
+		name = get_namespace_name(c->nspid);
+		if (name == NULL || strcmp(name, c->nspname) != 0)
+			c->retired = true;
+	}
+}
+
+static BidguardSchemaCache *
+bidguard_schema_cache(Oid nspid)
+{
+	BidguardSchemaCache *c;
+	char	   *name;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID,
+									  bidguard_namespace_callback, (Datum) 0);
+		CacheRegisterRelcacheCallback(bidguard_relcache_callback, (Datum) 0);
+		callbacks_registered = true;
+	}
+	if (namespaces_changed)
+		bidguard_check_namespaces();
+
+	for (c = schema_caches; c != NULL; c = c->next)
+	{
+		if (c->nspid == nspid && !c->retired)
+			return c;
+	}
+
+	name = get_namespace_name(nspid);
+	if (name == NULL)
+		elog(ERROR, "cache lookup failed for namespace %u", nspid);
+
+	c = MemoryContextAllocZero(TopMemoryContext, sizeof(BidguardSchemaCache));
+	c->nspid = nspid;
+	c->nspname = MemoryContextStrdup(TopMemoryContext, name);
+	c->next = schema_caches;
+	schema_caches = c;
+	return c;
+}
+
+/*
+ * bidguard_call_state
+ *		The call site's state; its nspid is the extension's schema, that of
+ *		the calling C function itself.
+ *
+ * Looked up once per FmgrInfo (one per call site) and kept in fn_extra.
+ */
+BidguardCallState *
+bidguard_call_state(FunctionCallInfo fcinfo)
+{
+	FmgrInfo   *flinfo = fcinfo->flinfo;
+
+	if (flinfo->fn_extra == NULL)
+	{
+		BidguardCallState *state;
+
+		state = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(BidguardCallState));
+		state->nspid = get_func_namespace(flinfo->fn_oid);
+		if (!OidIsValid(state->nspid))
+			elog(ERROR, "cache lookup failed for function %u", flinfo->fn_oid);
+		flinfo->fn_extra = state;
+	}
+	return (BidguardCallState *) flinfo->fn_extra;
+}
+
+/*
+ * bidguard_plan
+ *		The kept SPI plan of statement "id" for the extension in "nspid".
+ *
+ * The caller must be connected to SPI.
+ */
+SPIPlanPtr
+bidguard_plan(Oid nspid, BidguardPlanId id)
+{
+	BidguardSchemaCache *c = bidguard_schema_cache(nspid);
+
+	if (c->plans[id] == NULL)
+	{
+		const BidguardPlanDef *def = &plan_defs[id];
+		char	   *sql;
+		SPIPlanPtr	plan;
+
+		sql = psprintf(def->sql, quote_identifier(c->nspname));
+		plan = SPI_prepare(sql, def->nargs, (Oid *) def->argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		c->plans[id] = plan;
+		pfree(sql);
+	}
+	return c->plans[id];
+}
+
+/*
+ * bidguard_events_owner
+ *		The owner of bidguard_events, as whom the audit trigger writes.
+ */
+Oid
+bidguard_events_owner(Oid nspid)
+{
+	BidguardSchemaCache *c = bidguard_schema_cache(nspid);
+
+	if (!OidIsValid(c->events_relid))
+	{
+		Oid			relid = get_relname_relid("bidguard_events", nspid);
+		HeapTuple	tuple;
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation \"%s.bidguard_events\" does not exist",
+							c->nspname)));
+		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
+		c->events_owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+		c->events_relid = relid;
+	}
+	return c->events_owner;
+}
+
+/*
+ * bidguard_check_writable
+ *		Refuse to start a change on a standby or in a read-only transaction,
+ *		before any lock is taken (25006).
+ */
+void
+bidguard_check_writable(const char *what)
+{
+	PreventCommandIfReadOnly(what);
+	PreventCommandDuringRecovery(what);
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot execute %s during a parallel operation", what)));
+}
+
+/*
+ * bidguard_arg_not_null
+ *		A required argument must not be NULL (22004).
+ */
+void
+bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+/*
+ * bidguard_arg_id
+ *		A marketplace or posting id: not NULL (22004), 1 to 256 characters
+ *		(22023).
+ */
+text *
+bidguard_arg_id(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	text	   *t;
+	int			nbytes;
+
+	bidguard_arg_not_null(fcinfo, argno, argname);
+	t = PG_GETARG_TEXT_PP(argno);
+	nbytes = VARSIZE_ANY_EXHDR(t);
+	if (nbytes == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", argname)));
+	if (nbytes > BIDGUARD_MAX_ID_CHARS)
+	{
+		int			nchars = pg_mbstrlen_with_len(VARDATA_ANY(t), nbytes);
+
+		if (nchars > BIDGUARD_MAX_ID_CHARS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s is too long", argname),
+					 errdetail("It has %d characters; at most %d are allowed.",
+							   nchars, BIDGUARD_MAX_ID_CHARS)));
+	}
+	return t;
+}
+
+/*
+ * bidguard_arg_object
+ *		A jsonb argument that must be a JSON object: not NULL (22004), an
+ *		object (22023).
+ */
+Jsonb *
+bidguard_arg_object(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	Jsonb	   *jb;
+
+	bidguard_arg_not_null(fcinfo, argno, argname);
+	jb = PG_GETARG_JSONB_P(argno);
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+	{
+		const char *what;
+
+		if (JB_ROOT_IS_ARRAY(jb) && !JB_ROOT_IS_SCALAR(jb))
+			what = "an array";
+		else
+			what = "a scalar";
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", argname),
+				 errdetail("The value given is %s.", what)));
+	}
+	return jb;
+}
+
+#if PG_VERSION_NUM < 150000
+/* PostgreSQL 13 and 14 lack InitMaterializedSRF(); this is its essence. */
+static void
+InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext oldcontext;
+	TupleDesc	tupdesc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->setDesc = tupdesc;
+	MemoryContextSwitchTo(oldcontext);
+}
+#endif
+
+/*
+ * bidguard_return_row
+ *		Return the single row of a RETURNS TABLE function.
+ *
+ * Call it once, after SPI_finish(): the values must live in the caller's
+ * memory, not SPI's.
+ */
+void
+bidguard_return_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}

@@ -1,0 +1,90 @@
+/*-------------------------------------------------------------------------
+ *
+ * bidguard.h
+ *	  Declarations shared by bidguard's source files.
+ *
+ * bidguard keeps two races of trading and marketplace workers out of the
+ * data: duplicate active bids for one posting, and trades of one bot inside
+ * its cooldown.  The guards are transaction-scoped heavyweight locks of a
+ * class of bidguard's own (locks.c), row locks, a partial unique index and
+ * triggers; the functions callers use are in bids.c, the audit trail in
+ * events.c, and what they share (argument checks, the SPI plan cache, the
+ * one-row result helper) in bidguard.c.
+ *
+ * src/bidguard.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BIDGUARD_H
+#define BIDGUARD_H
+
+#include "fmgr.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/jsonb.h"
+
+/*
+ * Lock classes, stored in locktag_field4 of an advisory LOCKTAG.  Core's
+ * pg_advisory_lock() uses 1 (one bigint key) and 2 (two int4 keys), so no
+ * application advisory lock can ever collide with one of these.  pg_locks
+ * shows the class as objsubid.
+ */
+#define BIDGUARD_LOCK_CLASS_BID		0xB1D0	/* a posting: (marketplace, posting) */
+#define BIDGUARD_LOCK_CLASS_BOT		0xB1D1	/* a bot's trades */
+#define BIDGUARD_LOCK_CLASS_USER	0xB1D2	/* bidguard_lock(namespace, key) */
+
+/* Longest marketplace_id / posting_id, in characters. */
+#define BIDGUARD_MAX_ID_CHARS		256
+
+/*
+ * The statements bidguard runs through SPI.  Each is prepared once per
+ * backend (per extension schema) and kept; see bidguard_plan().
+ */
+typedef enum BidguardPlanId
+{
+	BG_PLAN_FIND_ACTIVE_BID,
+	BG_PLAN_INSERT_BID,
+	BG_PLAN_BID_POSTING,
+	BG_PLAN_LOCK_BID,
+	BG_PLAN_UPDATE_BID_STATUS,
+	BG_PLAN_INSERT_EVENT,
+	BG_NUM_PLANS
+} BidguardPlanId;
+
+/*
+ * What a C function keeps in its FmgrInfo's fn_extra (one per call site):
+ * the extension's schema, and room for a trigger's column numbers.
+ */
+typedef struct BidguardCallState
+{
+	Oid			nspid;
+	void	   *columns;		/* allocated in fn_mcxt by the user */
+} BidguardCallState;
+
+/* bidguard.c */
+extern BidguardCallState *bidguard_call_state(FunctionCallInfo fcinfo);
+#define bidguard_schema(fcinfo) (bidguard_call_state(fcinfo)->nspid)
+extern SPIPlanPtr bidguard_plan(Oid nspid, BidguardPlanId id);
+extern Oid	bidguard_events_owner(Oid nspid);
+extern void bidguard_check_writable(const char *what);
+extern text *bidguard_arg_id(FunctionCallInfo fcinfo, int argno,
+							 const char *argname);
+extern Jsonb *bidguard_arg_object(FunctionCallInfo fcinfo, int argno,
+								  const char *argname);
+extern void bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno,
+								  const char *argname);
+extern void bidguard_return_row(FunctionCallInfo fcinfo, Datum *values,
+								bool *nulls);
+
+/* locks.c */
+extern uint64 bidguard_hash_key(const char *ns, int nslen,
+								const char *key, int keylen);
+extern uint64 bidguard_posting_key(text *marketplace_id, text *posting_id);
+extern void bidguard_lock_posting(uint64 key);
+
+/* bids.c */
+extern bool bidguard_bid_status_is_known(const char *status);
+extern bool bidguard_bid_status_is_active(const char *status);
+extern bool bidguard_bid_transition_allowed(const char *from, const char *to);
+
+#endif							/* BIDGUARD_H */

@@ -1,0 +1,758 @@
+/*-------------------------------------------------------------------------
+ *
+ * bids.c
+ *	  The bid guard: at most one active bid per posting, and the bid status
+ *	  lifecycle, through bidguard's functions and through plain SQL alike.
+ *
+ * A bid is active while it is 'pending' or 'submitted'.  Transitions:
+ *
+ *	 pending   -> submitted | withdrawn | failed | expired
+ *	 submitted -> won | lost | withdrawn | expired
+ *
+ * and every other status is terminal.  Setting the status a bid already has
+ * is a no-op.
+ *
+ * Locking protocol
+ * ----------------
+ * 1. The posting lock (locks.c, class BID, key bidguard_lock_key(marketplace,
+ *    posting)) is taken by every bidguard function that looks at or changes
+ *    a posting's bids, before it reads anything, and held to the end of the
+ *    transaction.  Creation, withdrawal and status changes of one posting
+ *    therefore run one after another; the deadlock detector and lock_timeout
+ *    apply as to any heavyweight lock.
+ * 2. A bid row is then locked FOR NO KEY UPDATE (the lock its UPDATE needs
+ *    anyway) before its status is read for a transition.  The lock order is
+ *    always posting lock, then row lock.  Plain UPDATEs take only the row
+ *    lock, so they can make a function wait but never the other way round in
+ *    a cycle.
+ * 3. The partial unique index bidguard_bids_one_active is the last line of
+ *    defence for plain INSERT/UPDATE (23505); bidguard_create_bid inserts
+ *    with ON CONFLICT DO NOTHING so that a plain INSERT racing it makes it
+ *    return the winner's bid instead of failing.
+ * 4. The transition rule is a BEFORE UPDATE trigger, so plain UPDATEs obey
+ *    it too.  Under READ COMMITTED an UPDATE that waited for a concurrent
+ *    one re-reads the newest row version, so the trigger always judges the
+ *    current status: no bid leaves a terminal status.
+ *
+ * Snapshots: after the posting lock is held, a READ COMMITTED caller reads
+ * with a fresh snapshot and sees everything the previous holder committed.
+ * Under REPEATABLE READ and SERIALIZABLE the transaction snapshot may be
+ * older than the lock; whenever the answer under the transaction snapshot
+ * differs from the answer under the latest snapshot (what is true now, and
+ * stable while we hold the lock), we raise serialization_failure (40001)
+ * rather than act on a stale view, as ri_triggers.c does for foreign keys.
+ *
+ * src/bids.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "bidguard.h"
+
+/* Bid statuses, in the order of the contract. */
+typedef enum BidStatus
+{
+	BID_PENDING,
+	BID_SUBMITTED,
+	BID_WON,
+	BID_LOST,
+	BID_WITHDRAWN,
+	BID_EXPIRED,
+	BID_FAILED,
+	BID_NUM_STATUSES,
+	BID_UNKNOWN = -1
+} BidStatus;
+
+static const char *const bid_status_names[BID_NUM_STATUSES] = {
+	"pending", "submitted", "won", "lost", "withdrawn", "expired", "failed"
+};
+
+#define BIT(s) (1 << (s))
+
+/* Allowed targets of each status; zero for a terminal one. */
+static const int bid_transitions[BID_NUM_STATUSES] = {
+	[BID_PENDING] = BIT(BID_SUBMITTED) | BIT(BID_WITHDRAWN) | BIT(BID_FAILED) | BIT(BID_EXPIRED),
+	[BID_SUBMITTED] = BIT(BID_WON) | BIT(BID_LOST) | BIT(BID_WITHDRAWN) | BIT(BID_EXPIRED),
+};
+
+#define BID_IS_ACTIVE(s) ((s) == BID_PENDING || (s) == BID_SUBMITTED)
+
+/* What a lookup found of a bid. */
+typedef struct BidRow
+{
+	int64		bid_id;
+	BidStatus	status;
+	pg_uuid_t	atomic_event_id;
+} BidRow;
+
+static BidStatus
+bid_status_from_bytes(const char *s, int len)
+{
+	int			i;
+
+	for (i = 0; i < BID_NUM_STATUSES; i++)
+	{
+		if ((int) strlen(bid_status_names[i]) == len &&
+			memcmp(bid_status_names[i], s, len) == 0)
+			return (BidStatus) i;
+	}
+	return BID_UNKNOWN;
+}
+
+static BidStatus
+bid_status_from_datum(Datum d)
+{
+	text	   *t = DatumGetTextPP(d);
+
+	return bid_status_from_bytes(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+bool
+bidguard_bid_status_is_known(const char *status)
+{
+	return bid_status_from_bytes(status, strlen(status)) != BID_UNKNOWN;
+}
+
+bool
+bidguard_bid_status_is_active(const char *status)
+{
+	BidStatus	s = bid_status_from_bytes(status, strlen(status));
+
+	return BID_IS_ACTIVE(s);
+}
+
+bool
+bidguard_bid_transition_allowed(const char *from, const char *to)
+{
+	BidStatus	f = bid_status_from_bytes(from, strlen(from));
+	BidStatus	t = bid_status_from_bytes(to, strlen(to));
+
+	if (f == BID_UNKNOWN || t == BID_UNKNOWN)
+		return false;
+	return f == t || (bid_transitions[f] & BIT(t)) != 0;
+}
+
+/* The allowed targets of "from", as "a, b or c", for messages. */
+static char *
+bid_transition_targets(BidStatus from)
+{
+	StringInfoData buf;
+	int			i,
+				n = 0,
+				total = 0;
+
+	for (i = 0; i < BID_NUM_STATUSES; i++)
+		if (bid_transitions[from] & BIT(i))
+			total++;
+	initStringInfo(&buf);
+	for (i = 0; i < BID_NUM_STATUSES; i++)
+	{
+		if (!(bid_transitions[from] & BIT(i)))
+			continue;
+		if (n > 0)
+			appendStringInfoString(&buf, n == total - 1 ? " or " : ", ");
+		appendStringInfo(&buf, "\"%s\"", bid_status_names[i]);
+		n++;
+	}
+	return buf.data;
+}
+
+static void
+spi_check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		elog(ERROR, "bidguard: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+static void
+bid_row_from_tuple(int row, BidRow *bid)
+{
+	HeapTuple	tuple = SPI_tuptable->vals[row];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+
+	bid->bid_id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+	bid->status = bid_status_from_datum(SPI_getbinval(tuple, desc, 2, &isnull));
+	memcpy(&bid->atomic_event_id,
+		   DatumGetUUIDP(SPI_getbinval(tuple, desc, 3, &isnull)),
+		   sizeof(pg_uuid_t));
+}
+
+static void
+raise_posting_serialization_failure(text *marketplace_id, text *posting_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to concurrent update"),
+			 errdetail("The active bid of posting \"%s\" of marketplace \"%s\" changed after this transaction's snapshot was taken.",
+					   text_to_cstring(posting_id),
+					   text_to_cstring(marketplace_id)),
+			 errhint("Retry the transaction.")));
+}
+
+/*
+ * bid_find_active
+ *		Look up the posting's active bid.  The caller holds the posting lock
+ *		and is connected to SPI.
+ *
+ * Under READ COMMITTED the statement's fresh snapshot sees all that the
+ * previous lock holders committed.  Under REPEATABLE READ or SERIALIZABLE
+ * the answer must also be the one the latest snapshot gives, or we raise
+ * 40001.
+ */
+static bool
+bid_find_active(Oid nspid, text *marketplace_id, text *posting_id, BidRow *bid)
+{
+	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_FIND_ACTIVE_BID);
+	Datum		values[2];
+	bool		found;
+
+	values[0] = PointerGetDatum(marketplace_id);
+	values[1] = PointerGetDatum(posting_id);
+
+	spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
+			  SPI_OK_SELECT, "looking up the active bid");
+	if (SPI_processed > 1)
+		elog(ERROR, "bidguard: posting has %llu active bids",
+			 (unsigned long long) SPI_processed);
+	found = (SPI_processed == 1);
+	if (found)
+		bid_row_from_tuple(0, bid);
+
+	if (IsolationUsesXactSnapshot())
+	{
+		bool		found_now;
+		int64		bid_id_now = 0;
+
+		spi_check(SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+									   InvalidSnapshot, false, false, 0),
+				  SPI_OK_SELECT, "looking up the active bid");
+		found_now = (SPI_processed == 1);
+		if (found_now)
+		{
+			bool		isnull;
+
+			bid_id_now = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc,
+													 1, &isnull));
+		}
+		if (found != found_now || (found && bid->bid_id != bid_id_now))
+			raise_posting_serialization_failure(marketplace_id, posting_id);
+	}
+	return found;
+}
+
+/*
+ * bid_insert
+ *		Insert a pending bid; false when a concurrent plain INSERT won the
+ *		race for the unique index (ON CONFLICT DO NOTHING).
+ *
+ * Under REPEATABLE READ and SERIALIZABLE the executor itself raises 40001
+ * when the conflicting row is invisible to the transaction snapshot.
+ */
+static bool
+bid_insert(Oid nspid, text *marketplace_id, text *posting_id, Jsonb *bid_data,
+		   BidRow *bid)
+{
+	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_INSERT_BID);
+	Datum		values[3];
+
+	values[0] = PointerGetDatum(marketplace_id);
+	values[1] = PointerGetDatum(posting_id);
+	values[2] = JsonbPGetDatum(bid_data);
+
+	spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
+			  SPI_OK_INSERT_RETURNING, "inserting the bid");
+	if (SPI_processed == 0)
+		return false;
+	bid_row_from_tuple(0, bid);
+	return true;
+}
+
+static void
+raise_no_such_bid(int64 bid_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("bid %lld does not exist", (long long) bid_id)));
+}
+
+static void
+raise_bid_serialization_failure(int64 bid_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to concurrent update"),
+			 errdetail("Bid %lld was created, changed or deleted after this transaction's snapshot was taken.",
+					   (long long) bid_id),
+			 errhint("Retry the transaction.")));
+}
+
+/*
+ * bid_lock_row
+ *		Lock a bid's row FOR NO KEY UPDATE and read its status and posting
+ *		key.  The caller holds the lock of "expected_key" (or passes 0 to have
+ *		the bid's own posting locked first) and is connected to SPI.
+ *
+ * Returns false if the bid does not exist now.  When the bid is found under
+ * another posting than the one whose lock is held (a plain UPDATE moved it),
+ * that posting's lock is taken too and the row read again, so that on
+ * return the caller holds the lock of the posting the bid belongs to.
+ */
+static bool
+bid_lock_row(Oid nspid, int64 bid_id, BidStatus *status, uint64 *posting_key)
+{
+	Datum		values[1];
+	uint64		locked_key = *posting_key;
+	bool		isnull;
+
+	values[0] = Int64GetDatum(bid_id);
+
+	for (;;)
+	{
+		HeapTuple	tuple;
+		TupleDesc	desc;
+		uint64		key;
+
+		CHECK_FOR_INTERRUPTS();
+
+		if (locked_key == 0)
+		{
+			/* Where is the bid now?  Latest snapshot: we lock nothing yet. */
+			spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_BID_POSTING),
+										   values, NULL, GetLatestSnapshot(),
+										   InvalidSnapshot, false, false, 0),
+					  SPI_OK_SELECT, "looking up the bid");
+			if (SPI_processed == 0)
+			{
+				/* Gone.  Under a transaction snapshot, visible but gone is 40001. */
+				if (IsolationUsesXactSnapshot())
+				{
+					spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_BID_POSTING),
+											   values, NULL, false, 0),
+							  SPI_OK_SELECT, "looking up the bid");
+					if (SPI_processed > 0)
+						raise_bid_serialization_failure(bid_id);
+				}
+				return false;
+			}
+			tuple = SPI_tuptable->vals[0];
+			desc = SPI_tuptable->tupdesc;
+			locked_key = bidguard_posting_key(DatumGetTextPP(SPI_getbinval(tuple, desc, 1, &isnull)),
+											  DatumGetTextPP(SPI_getbinval(tuple, desc, 2, &isnull)));
+			bidguard_lock_posting(locked_key);
+		}
+
+		spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_LOCK_BID),
+								   values, NULL, false, 0),
+				  SPI_OK_SELECT, "locking the bid");
+		if (SPI_processed == 0)
+		{
+			/*
+			 * Invisible to our snapshot.  Under READ COMMITTED it was deleted
+			 * meanwhile: look again (and report it missing).  Under a
+			 * transaction snapshot, it exists now but not for us: 40001.
+			 */
+			if (IsolationUsesXactSnapshot())
+				raise_bid_serialization_failure(bid_id);
+			locked_key = 0;
+			continue;
+		}
+		tuple = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		key = bidguard_posting_key(DatumGetTextPP(SPI_getbinval(tuple, desc, 1, &isnull)),
+								   DatumGetTextPP(SPI_getbinval(tuple, desc, 2, &isnull)));
+		if (key != locked_key)
+		{
+			/* Moved to another posting: hold that posting's lock as well. */
+			locked_key = key;
+			bidguard_lock_posting(locked_key);
+			continue;
+		}
+		*status = bid_status_from_datum(SPI_getbinval(tuple, desc, 3, &isnull));
+		*posting_key = locked_key;
+		return true;
+	}
+}
+
+/*
+ * bid_update_status
+ *		Set a locked bid's status; the transition trigger judges it.
+ */
+static void
+bid_update_status(Oid nspid, int64 bid_id, BidStatus status, text *reason)
+{
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(bid_id);
+	values[1] = CStringGetTextDatum(bid_status_names[status]);
+	values[2] = reason ? PointerGetDatum(reason) : (Datum) 0;
+	if (reason == NULL)
+		nulls[2] = 'n';
+
+	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPDATE_BID_STATUS),
+							   values, nulls, false, 0),
+			  SPI_OK_UPDATE, "updating the bid");
+	if (SPI_processed != 1)
+		elog(ERROR, "bidguard: bid %lld vanished while locked", (long long) bid_id);
+}
+
+static BidStatus
+arg_bid_status(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	text	   *t;
+	BidStatus	s;
+
+	bidguard_arg_not_null(fcinfo, argno, argname);
+	t = PG_GETARG_TEXT_PP(argno);
+	s = bid_status_from_bytes(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	if (s == BID_UNKNOWN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown bid status \"%s\"", text_to_cstring(t)),
+				 errhint("A bid status is one of \"pending\", \"submitted\", \"won\", \"lost\", \"withdrawn\", \"expired\" or \"failed\".")));
+	return s;
+}
+
+static Datum
+status_datum(BidStatus s)
+{
+	return CStringGetTextDatum(bid_status_names[s]);
+}
+
+/*
+ * bidguard_create_bid(marketplace_id text, posting_id text,
+ *					   bid_data jsonb DEFAULT '{}')
+ * RETURNS TABLE (bid_id bigint, created boolean, status text,
+ *				  atomic_event_id uuid)
+ *
+ * Returns the posting's active bid (created = false), or inserts a pending
+ * one (created = true).  Locks: the posting lock, held to the end of the
+ * transaction; a concurrent caller for the same posting waits for it, then
+ * finds the bid this one created (or, if this transaction rolls back,
+ * creates its own).
+ */
+PG_FUNCTION_INFO_V1(bidguard_create_bid);
+Datum
+bidguard_create_bid(PG_FUNCTION_ARGS)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	text	   *marketplace_id = bidguard_arg_id(fcinfo, 0, "marketplace_id");
+	text	   *posting_id = bidguard_arg_id(fcinfo, 1, "posting_id");
+	Jsonb	   *bid_data = bidguard_arg_object(fcinfo, 2, "bid_data");
+	BidRow		bid;
+	bool		created = false;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	pg_uuid_t  *uuid;
+
+	bidguard_check_writable("bidguard_create_bid()");
+	bidguard_lock_posting(bidguard_posting_key(marketplace_id, posting_id));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (bid_find_active(nspid, marketplace_id, posting_id, &bid))
+			break;
+		if (bid_insert(nspid, marketplace_id, posting_id, bid_data, &bid))
+		{
+			created = true;
+			break;
+		}
+		/* A plain INSERT committed an active bid meanwhile: return it. */
+	}
+	SPI_finish();
+
+	uuid = palloc(sizeof(pg_uuid_t));
+	memcpy(uuid, &bid.atomic_event_id, sizeof(pg_uuid_t));
+	values[0] = Int64GetDatum(bid.bid_id);
+	values[1] = BoolGetDatum(created);
+	values[2] = status_datum(bid.status);
+	values[3] = UUIDPGetDatum(uuid);
+	bidguard_return_row(fcinfo, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * bidguard_set_bid_status(bid_id bigint, new_status text,
+ *						   reason text DEFAULT NULL)
+ * RETURNS TABLE (bid_id bigint, changed boolean, old_status text,
+ *				  status text)
+ *
+ * Moves a bid along an allowed transition (23514 otherwise, from the
+ * transition trigger); the same status again is a no-op.  Locks: the bid's
+ * posting lock, then its row FOR NO KEY UPDATE.
+ */
+PG_FUNCTION_INFO_V1(bidguard_set_bid_status);
+Datum
+bidguard_set_bid_status(PG_FUNCTION_ARGS)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	int64		bid_id;
+	BidStatus	new_status;
+	text	   *reason;
+	BidStatus	old_status;
+	uint64		posting_key = 0;
+	bool		changed = false;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	bidguard_arg_not_null(fcinfo, 0, "bid_id");
+	bid_id = PG_GETARG_INT64(0);
+	new_status = arg_bid_status(fcinfo, 1, "new_status");
+	reason = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+
+	bidguard_check_writable("bidguard_set_bid_status()");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!bid_lock_row(nspid, bid_id, &old_status, &posting_key))
+		raise_no_such_bid(bid_id);
+	if (old_status != new_status)
+	{
+		bid_update_status(nspid, bid_id, new_status, reason);
+		changed = true;
+	}
+	SPI_finish();
+
+	values[0] = Int64GetDatum(bid_id);
+	values[1] = BoolGetDatum(changed);
+	values[2] = status_datum(old_status);
+	values[3] = status_datum(new_status);
+	bidguard_return_row(fcinfo, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * bidguard_withdraw_bid(bid_id bigint, reason text DEFAULT NULL)
+ * RETURNS TABLE (bid_id bigint, withdrawn boolean, status text)
+ *
+ * Withdraws an active bid.  A bid already withdrawn or otherwise terminal is
+ * left alone (withdrawn = false, its status).  Locks: as
+ * bidguard_set_bid_status.
+ */
+PG_FUNCTION_INFO_V1(bidguard_withdraw_bid);
+Datum
+bidguard_withdraw_bid(PG_FUNCTION_ARGS)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	int64		bid_id;
+	text	   *reason;
+	BidStatus	status;
+	uint64		posting_key = 0;
+	bool		withdrawn = false;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	bidguard_arg_not_null(fcinfo, 0, "bid_id");
+	bid_id = PG_GETARG_INT64(0);
+	reason = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+
+	bidguard_check_writable("bidguard_withdraw_bid()");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!bid_lock_row(nspid, bid_id, &status, &posting_key))
+		raise_no_such_bid(bid_id);
+	if (BID_IS_ACTIVE(status))
+	{
+		bid_update_status(nspid, bid_id, BID_WITHDRAWN, reason);
+		status = BID_WITHDRAWN;
+		withdrawn = true;
+	}
+	SPI_finish();
+
+	values[0] = Int64GetDatum(bid_id);
+	values[1] = BoolGetDatum(withdrawn);
+	values[2] = status_datum(status);
+	bidguard_return_row(fcinfo, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * bidguard_withdraw_posting(marketplace_id text, posting_id text,
+ *							 reason text DEFAULT NULL)
+ * RETURNS TABLE (bid_id bigint, withdrawn boolean, status text)
+ *
+ * Withdraws the posting's active bid; with none, returns withdrawn = false
+ * and NULLs.  Locks: the posting lock, then the bid's row.
+ */
+PG_FUNCTION_INFO_V1(bidguard_withdraw_posting);
+Datum
+bidguard_withdraw_posting(PG_FUNCTION_ARGS)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	text	   *marketplace_id = bidguard_arg_id(fcinfo, 0, "marketplace_id");
+	text	   *posting_id = bidguard_arg_id(fcinfo, 1, "posting_id");
+	text	   *reason = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	uint64		key = bidguard_posting_key(marketplace_id, posting_id);
+	BidRow		bid;
+	bool		found = false;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	bidguard_check_writable("bidguard_withdraw_posting()");
+	bidguard_lock_posting(key);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (;;)
+	{
+		BidStatus	status;
+		uint64		locked_key = key;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!bid_find_active(nspid, marketplace_id, posting_id, &bid))
+			break;
+		if (!bid_lock_row(nspid, bid.bid_id, &status, &locked_key))
+			continue;			/* deleted meanwhile by plain SQL */
+		if (locked_key != key || !BID_IS_ACTIVE(status))
+			continue;			/* plain SQL moved or ended it meanwhile */
+		bid_update_status(nspid, bid.bid_id, BID_WITHDRAWN, reason);
+		found = true;
+		break;
+	}
+	SPI_finish();
+
+	if (found)
+	{
+		values[0] = Int64GetDatum(bid.bid_id);
+		values[1] = BoolGetDatum(true);
+		values[2] = status_datum(BID_WITHDRAWN);
+	}
+	else
+	{
+		nulls[0] = true;
+		values[1] = BoolGetDatum(false);
+		nulls[2] = true;
+	}
+	bidguard_return_row(fcinfo, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * Column numbers of bidguard_bids the transition trigger needs, looked up
+ * once per FmgrInfo (that is, per statement).
+ */
+typedef struct TransitionColumns
+{
+	int			bid_id;
+	int			status;
+	int			updated_at;
+} TransitionColumns;
+
+static int
+column_number(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
+			 name, RelationGetRelationName(rel));
+	return attnum;
+}
+
+/*
+ * bidguard_bids_transition_trigger()
+ *
+ * BEFORE UPDATE FOR EACH ROW on bidguard_bids: rejects a status change that
+ * is not an allowed transition (23514, constraint bidguard_bid_transition)
+ * and stamps updated_at with the server clock.  Takes no locks of its own:
+ * the UPDATE holds the row lock, and under READ COMMITTED OLD is the newest
+ * committed version of the row.
+ */
+PG_FUNCTION_INFO_V1(bidguard_bids_transition_trigger);
+Datum
+bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	BidguardCallState *state;
+	TransitionColumns *cols;
+	HeapTuple	oldtuple,
+				newtuple;
+	bool		isnull;
+	Datum		now;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		elog(ERROR, "bidguard_bids_transition_trigger must be fired BEFORE UPDATE FOR EACH ROW");
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	oldtuple = trigdata->tg_trigtuple;
+	newtuple = trigdata->tg_newtuple;
+
+	state = bidguard_call_state(fcinfo);
+	cols = (TransitionColumns *) state->columns;
+	if (cols == NULL)
+	{
+		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TransitionColumns));
+		cols->bid_id = column_number(rel, "bid_id");
+		cols->status = column_number(rel, "status");
+		cols->updated_at = column_number(rel, "updated_at");
+		state->columns = cols;
+	}
+
+	{
+		Datum		oldd = heap_getattr(oldtuple, cols->status, desc, &isnull);
+		BidStatus	from = isnull ? BID_UNKNOWN : bid_status_from_datum(oldd);
+		Datum		newd = heap_getattr(newtuple, cols->status, desc, &isnull);
+		BidStatus	to = isnull ? BID_UNKNOWN : bid_status_from_datum(newd);
+
+		/*
+		 * An unknown target status is left to the table's CHECK constraint,
+		 * which names it.
+		 */
+		if (from != to && from != BID_UNKNOWN && to != BID_UNKNOWN &&
+			!(bid_transitions[from] & BIT(to)))
+		{
+			int64		bid_id = DatumGetInt64(heap_getattr(oldtuple, cols->bid_id,
+															desc, &isnull));
+
+			if (bid_transitions[from] == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("bid %lld cannot move from status \"%s\" to \"%s\"",
+								(long long) bid_id, bid_status_names[from],
+								bid_status_names[to]),
+						 errdetail("Status \"%s\" is terminal.", bid_status_names[from]),
+						 errtableconstraint(rel, "bidguard_bid_transition")));
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("bid %lld cannot move from status \"%s\" to \"%s\"",
+								(long long) bid_id, bid_status_names[from],
+								bid_status_names[to]),
+						 errdetail("A \"%s\" bid can only move to %s.",
+								   bid_status_names[from],
+								   bid_transition_targets(from)),
+						 errtableconstraint(rel, "bidguard_bid_transition")));
+		}
+	}
+
+	now = TimestampTzGetDatum(GetCurrentTimestamp());
+	isnull = false;
+	newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &cols->updated_at,
+										 &now, &isnull);
+	return PointerGetDatum(newtuple);
+}

@@ -1,0 +1,245 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *	  The audit trail: one bidguard_events row per state change, written by
+ *	  an AFTER ROW trigger in the same transaction as the change.
+ *
+ * Because the trail is written by a trigger, it records every path that
+ * changes a bid: bidguard's functions, plain INSERT/UPDATE/DELETE, COPY.
+ * AFTER ROW triggers do not fire for rows that ON CONFLICT DO NOTHING
+ * skipped, so a bid that was never inserted leaves no event.
+ *
+ * The creation event's id is the row's atomic_event_id.  It is inserted with
+ * ON CONFLICT (event_id) DO NOTHING: when pg_restore reloads the tables, the
+ * events come first (bidguard_bids has a deferred foreign key to them, and
+ * pg_dump orders extension tables' data by their foreign keys), so the
+ * restored bids find their original creation events and no new ones are
+ * invented.
+ *
+ * The event is written as the owner of bidguard_events, in a security-
+ * restricted operation, the way ri_triggers.c checks foreign keys: roles
+ * that may change bids need no privilege on the audit trail, and cannot
+ * forge it.
+ *
+ * Locks: none beyond the row and index locks of the INSERT.
+ *
+ * src/events.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+
+#include "bidguard.h"
+
+/* The event columns, in the order of BG_PLAN_INSERT_EVENT's parameters. */
+enum
+{
+	EV_EVENT_ID,
+	EV_OCCURRED_AT,
+	EV_KIND,
+	EV_BID_ID,
+	EV_TRADE_ID,
+	EV_BOT_ID,
+	EV_MARKETPLACE_ID,
+	EV_POSTING_ID,
+	EV_OLD_STATUS,
+	EV_NEW_STATUS,
+	EV_DETAIL,
+	EV_NCOLS
+};
+
+/* Column numbers of bidguard_bids the trigger reads; per FmgrInfo. */
+typedef struct BidColumns
+{
+	int			bid_id;
+	int			marketplace_id;
+	int			posting_id;
+	int			status;
+	int			status_reason;
+	int			atomic_event_id;
+	int			created_at;
+} BidColumns;
+
+static int
+audit_column(TupleDesc desc, Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum <= 0)
+		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
+			 name, RelationGetRelationName(rel));
+	return attnum;
+}
+
+static void
+set_column(Datum *values, char *nulls, int ev, HeapTuple tuple, int attnum,
+		   TupleDesc desc)
+{
+	bool		isnull;
+
+	values[ev] = heap_getattr(tuple, attnum, desc, &isnull);
+	nulls[ev] = isnull ? 'n' : ' ';
+}
+
+/* Byte equality of two text datums: statuses are plain ASCII words. */
+static bool
+text_datums_equal(Datum a, Datum b)
+{
+	text	   *ta = DatumGetTextPP(a);
+	text	   *tb = DatumGetTextPP(b);
+
+	return VARSIZE_ANY_EXHDR(ta) == VARSIZE_ANY_EXHDR(tb) &&
+		memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), VARSIZE_ANY_EXHDR(ta)) == 0;
+}
+
+/* {"reason": reason}, or {} */
+static Datum
+reason_detail(HeapTuple tuple, int attnum, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		reason = heap_getattr(tuple, attnum, desc, &isnull);
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+	text	   *t;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	if (!isnull)
+	{
+		t = DatumGetTextPP(reason);
+		k.type = jbvString;
+		k.val.string.val = "reason";
+		k.val.string.len = strlen("reason");
+		v.type = jbvString;
+		v.val.string.val = VARDATA_ANY(t);
+		v.val.string.len = VARSIZE_ANY_EXHDR(t);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
+/*
+ * bidguard_audit_trigger()
+ *
+ * AFTER INSERT/UPDATE/DELETE FOR EACH ROW on bidguard_bids.  Event kinds:
+ * bid_created (event_id = atomic_event_id, occurred_at = created_at),
+ * bid_status_changed, bid_moved (marketplace or posting changed, status
+ * not) and bid_deleted.  detail carries the status_reason, if any.
+ */
+PG_FUNCTION_INFO_V1(bidguard_audit_trigger);
+Datum
+bidguard_audit_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	BidguardCallState *state;
+	Relation	rel;
+	TupleDesc	desc;
+	BidColumns *cols;
+	HeapTuple	tuple;
+	HeapTuple	oldtuple = NULL;
+	Datum		values[EV_NCOLS];
+	char		nulls[EV_NCOLS];
+	const char *kind;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "bidguard_audit_trigger must be fired AFTER ... FOR EACH ROW");
+
+	state = bidguard_call_state(fcinfo);
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+
+	cols = (BidColumns *) state->columns;
+	if (cols == NULL)
+	{
+		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(BidColumns));
+		cols->bid_id = audit_column(desc, rel, "bid_id");
+		cols->marketplace_id = audit_column(desc, rel, "marketplace_id");
+		cols->posting_id = audit_column(desc, rel, "posting_id");
+		cols->status = audit_column(desc, rel, "status");
+		cols->status_reason = audit_column(desc, rel, "status_reason");
+		cols->atomic_event_id = audit_column(desc, rel, "atomic_event_id");
+		cols->created_at = audit_column(desc, rel, "created_at");
+		state->columns = cols;
+	}
+
+	memset(values, 0, sizeof(values));
+	memset(nulls, 'n', sizeof(nulls));
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		tuple = trigdata->tg_trigtuple;
+		kind = "bid_created";
+		set_column(values, nulls, EV_EVENT_ID, tuple, cols->atomic_event_id, desc);
+		set_column(values, nulls, EV_OCCURRED_AT, tuple, cols->created_at, desc);
+		set_column(values, nulls, EV_NEW_STATUS, tuple, cols->status, desc);
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		bool		isnull1,
+					isnull2;
+		Datum		s1,
+					s2;
+
+		oldtuple = trigdata->tg_trigtuple;
+		tuple = trigdata->tg_newtuple;
+		s1 = heap_getattr(oldtuple, cols->status, desc, &isnull1);
+		s2 = heap_getattr(tuple, cols->status, desc, &isnull2);
+		if (!isnull1 && !isnull2 && text_datums_equal(s1, s2))
+			kind = "bid_moved";
+		else
+			kind = "bid_status_changed";
+		set_column(values, nulls, EV_OLD_STATUS, oldtuple, cols->status, desc);
+		set_column(values, nulls, EV_NEW_STATUS, tuple, cols->status, desc);
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		tuple = trigdata->tg_trigtuple;
+		kind = "bid_deleted";
+		set_column(values, nulls, EV_OLD_STATUS, tuple, cols->status, desc);
+	}
+	else
+		elog(ERROR, "bidguard_audit_trigger fired by an unexpected event");
+
+	values[EV_KIND] = CStringGetTextDatum(kind);
+	nulls[EV_KIND] = ' ';
+	set_column(values, nulls, EV_BID_ID, tuple, cols->bid_id, desc);
+	set_column(values, nulls, EV_MARKETPLACE_ID, tuple, cols->marketplace_id, desc);
+	set_column(values, nulls, EV_POSTING_ID, tuple, cols->posting_id, desc);
+	values[EV_DETAIL] = reason_detail(tuple, cols->status_reason, desc);
+	nulls[EV_DETAIL] = ' ';
+
+	/* Write as the owner of the audit trail; see the file header. */
+	owner = bidguard_events_owner(state->nspid);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_plan(bidguard_plan(state->nspid, BG_PLAN_INSERT_EVENT),
+						  values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "bidguard: writing the audit event failed: %s",
+			 SPI_result_code_string(rc));
+	SPI_finish();
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	return PointerGetDatum(NULL);
+}

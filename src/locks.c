@@ -1,0 +1,153 @@
+/*-------------------------------------------------------------------------
+ *
+ * locks.c
+ *	  bidguard's locks: stable 64-bit keys and transaction-scoped
+ *	  heavyweight locks of bidguard's own lock classes.
+ *
+ * Locking protocol
+ * ----------------
+ * bidguard's locks are advisory-type LOCKTAGs in the regular lock manager,
+ * built here rather than through pg_advisory_xact_lock():
+ *
+ *	 field1 = MyDatabaseId, field2/field3 = high/low 32 bits of a 64-bit key,
+ *	 field4 = a lock class of bidguard's own (BIDGUARD_LOCK_CLASS_*).
+ *
+ * Core's advisory locks use field4 = 1 or 2, so an application's
+ * pg_advisory_lock() keys can never collide with bidguard's, and pg_locks
+ * shows bidguard's locks as locktype 'advisory' with objsubid = the class.
+ * They are always taken in ExclusiveLock mode and never as session locks:
+ * the lock manager releases them when the transaction ends, commits or
+ * aborts, or when the backend dies, and its deadlock detector, lock_timeout
+ * and pg_blocking_pids() all see them.  There are no session locks, so the
+ * guards are safe behind a transaction-pooling PgBouncer.
+ *
+ * Keys: FNV-1a (64-bit) over the UTF-8 bytes of the namespace, one zero
+ * byte, then the UTF-8 bytes of the key; the unsigned result is read as a
+ * two's-complement bigint.  Text values cannot contain a zero byte, so the
+ * joined input is unambiguous.  The algorithm is fixed: the same key on
+ * every server, version and architecture.  A collision only makes two
+ * unrelated keys wait for each other; it can never let two holders in.
+ *
+ * The lock of a posting is the BID-class lock with key
+ * bidguard_lock_key(marketplace_id, posting_id).
+ *
+ * src/locks.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+
+#include "bidguard.h"
+
+#define FNV1A64_OFFSET	UINT64CONST(0xcbf29ce484222325)
+#define FNV1A64_PRIME	UINT64CONST(0x00000100000001b3)
+
+static inline uint64
+fnv1a64_update(uint64 h, const char *p, int len)
+{
+	int			i;
+
+	for (i = 0; i < len; i++)
+	{
+		h ^= (unsigned char) p[i];
+		h *= FNV1A64_PRIME;
+	}
+	return h;
+}
+
+/*
+ * bidguard_hash_key
+ *		The 64-bit key of (ns, key), both given in the server encoding.
+ */
+uint64
+bidguard_hash_key(const char *ns, int nslen, const char *key, int keylen)
+{
+	uint64		h = FNV1A64_OFFSET;
+	char	   *ns8;
+	char	   *key8;
+
+	/* Hash UTF-8 whatever the database encoding; no copy when it is UTF8. */
+	ns8 = pg_server_to_any(ns, nslen, PG_UTF8);
+	if (ns8 != ns)
+		nslen = strlen(ns8);
+	key8 = pg_server_to_any(key, keylen, PG_UTF8);
+	if (key8 != key)
+		keylen = strlen(key8);
+
+	h = fnv1a64_update(h, ns8, nslen);
+	h = fnv1a64_update(h, "\0", 1);
+	h = fnv1a64_update(h, key8, keylen);
+
+	if (ns8 != ns)
+		pfree(ns8);
+	if (key8 != key)
+		pfree(key8);
+	return h;
+}
+
+/*
+ * bidguard_lock_acquire
+ *		Take the transaction-scoped exclusive lock (class, key), waiting as
+ *		long as lock_timeout allows.
+ */
+static void
+bidguard_lock_acquire(uint16 lockclass, uint64 key)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (key >> 32), (uint32) key, lockclass);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * bidguard_posting_key
+ *		The key of a posting's lock: bidguard_lock_key(marketplace_id,
+ *		posting_id).
+ */
+uint64
+bidguard_posting_key(text *marketplace_id, text *posting_id)
+{
+	return bidguard_hash_key(VARDATA_ANY(marketplace_id),
+							 VARSIZE_ANY_EXHDR(marketplace_id),
+							 VARDATA_ANY(posting_id),
+							 VARSIZE_ANY_EXHDR(posting_id));
+}
+
+/*
+ * bidguard_lock_posting
+ *		Take the lock of a posting until the end of the transaction.
+ *
+ * Creation, withdrawal and status changes made through bidguard's functions
+ * hold it while they look at and change the posting's bids, so that they
+ * happen one after another.  Taking it again in the same transaction is
+ * cheap (the lock manager counts the holds locally).
+ */
+void
+bidguard_lock_posting(uint64 key)
+{
+	bidguard_lock_acquire(BIDGUARD_LOCK_CLASS_BID, key);
+}
+
+/*
+ * bidguard_lock_key(namespace text, key text) RETURNS bigint
+ *
+ * The stable 64-bit key of (namespace, key).  Takes no lock.
+ */
+PG_FUNCTION_INFO_V1(bidguard_lock_key);
+Datum
+bidguard_lock_key(PG_FUNCTION_ARGS)
+{
+	text	   *ns = PG_GETARG_TEXT_PP(0);
+	text	   *key = PG_GETARG_TEXT_PP(1);
+
+	PG_RETURN_INT64((int64) bidguard_hash_key(VARDATA_ANY(ns),
+											  VARSIZE_ANY_EXHDR(ns),
+											  VARDATA_ANY(key),
+											  VARSIZE_ANY_EXHDR(key)));
+}
