@@ -27,11 +27,12 @@
  * Lock classes, stored in locktag_field4 of an advisory LOCKTAG.  Core's
  * pg_advisory_lock() uses 1 (one bigint key) and 2 (two int4 keys), so no
  * application advisory lock can ever collide with one of these.  pg_locks
- * shows the class as objsubid.
+ * shows the class as objsubid, an int2: the classes stay below 32768 so
+ * that it shows them as they are written here.
  */
-#define BIDGUARD_LOCK_CLASS_BID		0xB1D0	/* a posting: (marketplace, posting) */
-#define BIDGUARD_LOCK_CLASS_BOT		0xB1D1	/* a bot's trades */
-#define BIDGUARD_LOCK_CLASS_USER	0xB1D2	/* bidguard_lock(namespace, key) */
+#define BIDGUARD_LOCK_CLASS_BID		25089	/* 0x6201: a posting */
+#define BIDGUARD_LOCK_CLASS_BOT		25090	/* 0x6202: a bot's trades */
+#define BIDGUARD_LOCK_CLASS_USER	25091	/* 0x6203: bidguard_lock(namespace, key) */
 
 /* Longest marketplace_id / posting_id, in characters. */
 #define BIDGUARD_MAX_ID_CHARS		256
@@ -81,10 +82,5 @@ extern uint64 bidguard_hash_key(const char *ns, int nslen,
 								const char *key, int keylen);
 extern uint64 bidguard_posting_key(text *marketplace_id, text *posting_id);
 extern void bidguard_lock_posting(uint64 key);
-
-/* bids.c */
-extern bool bidguard_bid_status_is_known(const char *status);
-extern bool bidguard_bid_status_is_active(const char *status);
-extern bool bidguard_bid_transition_allowed(const char *from, const char *to);
 
 #endif							/* BIDGUARD_H */

@@ -55,6 +55,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -120,31 +121,6 @@ bid_status_from_datum(Datum d)
 	return bid_status_from_bytes(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
-bool
-bidguard_bid_status_is_known(const char *status)
-{
-	return bid_status_from_bytes(status, strlen(status)) != BID_UNKNOWN;
-}
-
-bool
-bidguard_bid_status_is_active(const char *status)
-{
-	BidStatus	s = bid_status_from_bytes(status, strlen(status));
-
-	return BID_IS_ACTIVE(s);
-}
-
-bool
-bidguard_bid_transition_allowed(const char *from, const char *to)
-{
-	BidStatus	f = bid_status_from_bytes(from, strlen(from));
-	BidStatus	t = bid_status_from_bytes(to, strlen(to));
-
-	if (f == BID_UNKNOWN || t == BID_UNKNOWN)
-		return false;
-	return f == t || (bid_transitions[f] & BIT(t)) != 0;
-}
-
 /* The allowed targets of "from", as "a, b or c", for messages. */
 static char *
 bid_transition_targets(BidStatus from)
@@ -168,6 +144,40 @@ bid_transition_targets(BidStatus from)
 		n++;
 	}
 	return buf.data;
+}
+
+/*
+ * raise_bad_transition
+ *		23514 with the constraint name bidguard_bid_transition, for the
+ *		trigger (plain UPDATE) and the functions alike.  The functions judge
+ *		the transition themselves before their UPDATE, so that their callers
+ *		see the error without our internal statement in its context.
+ */
+static void
+raise_bad_transition(int64 bid_id, BidStatus from, BidStatus to,
+					 const char *nspname, const char *relname)
+{
+	if (bid_transitions[from] == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("bid %lld cannot move from status \"%s\" to \"%s\"",
+						(long long) bid_id, bid_status_names[from],
+						bid_status_names[to]),
+				 errdetail("Status \"%s\" is terminal.", bid_status_names[from]),
+				 err_generic_string(PG_DIAG_SCHEMA_NAME, nspname),
+				 err_generic_string(PG_DIAG_TABLE_NAME, relname),
+				 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "bidguard_bid_transition")));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("bid %lld cannot move from status \"%s\" to \"%s\"",
+						(long long) bid_id, bid_status_names[from],
+						bid_status_names[to]),
+				 errdetail("A \"%s\" bid can only move to %s.",
+						   bid_status_names[from], bid_transition_targets(from)),
+				 err_generic_string(PG_DIAG_SCHEMA_NAME, nspname),
+				 err_generic_string(PG_DIAG_TABLE_NAME, relname),
+				 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "bidguard_bid_transition")));
 }
 
 static void
@@ -383,6 +393,8 @@ bid_lock_row(Oid nspid, int64 bid_id, BidStatus *status, uint64 *posting_key)
 			continue;
 		}
 		*status = bid_status_from_datum(SPI_getbinval(tuple, desc, 3, &isnull));
+		if (*status == BID_UNKNOWN)		/* the table's CHECK prevents it */
+			elog(ERROR, "bidguard: bid %lld has an unknown status", (long long) bid_id);
 		*posting_key = locked_key;
 		return true;
 	}
@@ -526,6 +538,9 @@ bidguard_set_bid_status(PG_FUNCTION_ARGS)
 		raise_no_such_bid(bid_id);
 	if (old_status != new_status)
 	{
+		if (!(bid_transitions[old_status] & BIT(new_status)))
+			raise_bad_transition(bid_id, old_status, new_status,
+								 get_namespace_name(nspid), "bidguard_bids");
 		bid_update_status(nspid, bid_id, new_status, reason);
 		changed = true;
 	}
@@ -729,24 +744,9 @@ bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
 			int64		bid_id = DatumGetInt64(heap_getattr(oldtuple, cols->bid_id,
 															desc, &isnull));
 
-			if (bid_transitions[from] == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_CHECK_VIOLATION),
-						 errmsg("bid %lld cannot move from status \"%s\" to \"%s\"",
-								(long long) bid_id, bid_status_names[from],
-								bid_status_names[to]),
-						 errdetail("Status \"%s\" is terminal.", bid_status_names[from]),
-						 errtableconstraint(rel, "bidguard_bid_transition")));
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_CHECK_VIOLATION),
-						 errmsg("bid %lld cannot move from status \"%s\" to \"%s\"",
-								(long long) bid_id, bid_status_names[from],
-								bid_status_names[to]),
-						 errdetail("A \"%s\" bid can only move to %s.",
-								   bid_status_names[from],
-								   bid_transition_targets(from)),
-						 errtableconstraint(rel, "bidguard_bid_transition")));
+			raise_bad_transition(bid_id, from, to,
+								 get_namespace_name(RelationGetNamespace(rel)),
+								 RelationGetRelationName(rel));
 		}
 	}
 

@@ -100,17 +100,19 @@ text_datums_equal(Datum a, Datum b)
 		memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), VARSIZE_ANY_EXHDR(ta)) == 0;
 }
 
-/* {"reason": reason}, or {} */
+/* {"reason": the tuple's status_reason}, or {} (no tuple, or no reason) */
 static Datum
 reason_detail(HeapTuple tuple, int attnum, TupleDesc desc)
 {
-	bool		isnull;
-	Datum		reason = heap_getattr(tuple, attnum, desc, &isnull);
+	bool		isnull = true;
+	Datum		reason = (Datum) 0;
 	JsonbParseState *state = NULL;
 	JsonbValue	k,
 				v;
 	text	   *t;
 
+	if (tuple != NULL)
+		reason = heap_getattr(tuple, attnum, desc, &isnull);
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	if (!isnull)
 	{
@@ -220,7 +222,11 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 	set_column(values, nulls, EV_BID_ID, tuple, cols->bid_id, desc);
 	set_column(values, nulls, EV_MARKETPLACE_ID, tuple, cols->marketplace_id, desc);
 	set_column(values, nulls, EV_POSTING_ID, tuple, cols->posting_id, desc);
-	values[EV_DETAIL] = reason_detail(tuple, cols->status_reason, desc);
+	/* The reason belongs to the status it was given with. */
+	if (strcmp(kind, "bid_created") == 0 || strcmp(kind, "bid_status_changed") == 0)
+		values[EV_DETAIL] = reason_detail(tuple, cols->status_reason, desc);
+	else
+		values[EV_DETAIL] = reason_detail(NULL, 0, desc);
 	nulls[EV_DETAIL] = ' ';
 
 	/* Write as the owner of the audit trail; see the file header. */

@@ -1,0 +1,74 @@
+--
+-- Plain INSERT/UPDATE/DELETE on bidguard_bids are guarded too
+--
+-- err(q): run q, show the SQLSTATE, table and constraint a driver would see
+CREATE FUNCTION pg_temp.err(q text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    st text; tbl text; con text;
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, tbl = TABLE_NAME, con = CONSTRAINT_NAME;
+    RETURN st || ' table=' || coalesce(nullif(tbl, ''), '-') || ' constraint=' || coalesce(nullif(con, ''), '-');
+END
+$$;
+
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('sql', 'p1');
+
+-- a second active bid for the posting (error: 23505 bidguard_bids_one_active)
+INSERT INTO bidguard_bids (marketplace_id, posting_id, status) VALUES ('sql', 'p1', 'submitted');
+SELECT pg_temp.err($$INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('sql', 'p1')$$);
+
+-- ON CONFLICT DO NOTHING works against the partial unique index
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('sql', 'p1')
+ON CONFLICT (marketplace_id, posting_id) WHERE status IN ('pending', 'submitted') DO NOTHING;
+
+-- the function returns the bid a plain INSERT created
+SELECT created, status FROM bidguard_create_bid('sql', 'p1');
+
+-- inactive bids do not count: any number of them may exist
+INSERT INTO bidguard_bids (marketplace_id, posting_id, status)
+VALUES ('sql', 'p2', 'lost'), ('sql', 'p2', 'withdrawn'), ('sql', 'p2', 'pending');
+SELECT status, count(*) FROM bidguard_bids WHERE posting_id = 'p2' GROUP BY status ORDER BY status;
+
+-- an UPDATE that moves an active bid onto a posting with one (error)
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('sql', 'p3');
+UPDATE bidguard_bids SET posting_id = 'p1' WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+SELECT pg_temp.err($$UPDATE bidguard_bids SET posting_id = 'p1' WHERE marketplace_id = 'sql' AND posting_id = 'p3'$$);
+
+-- transitions are judged for plain UPDATEs as well (error: 23514 bidguard_bid_transition)
+UPDATE bidguard_bids SET status = 'won' WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+UPDATE bidguard_bids SET status = 'pending' WHERE marketplace_id = 'sql' AND posting_id = 'p2' AND status = 'lost';
+SELECT pg_temp.err($$UPDATE bidguard_bids SET status = 'pending' WHERE marketplace_id = 'sql' AND posting_id = 'p2' AND status = 'lost'$$);
+UPDATE bidguard_bids SET status = 'submitted' WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+UPDATE bidguard_bids SET status = 'won' WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+SELECT status FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+
+-- an UPDATE that leaves the status alone is fine, on terminal bids too,
+-- and stamps updated_at with the server clock
+UPDATE bidguard_bids SET bid_data = '{"note": "x"}', updated_at = '2000-01-01'
+ WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+SELECT bid_data, updated_at > '2020-01-01' AS updated_at_is_now
+  FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+
+-- the table's own constraints (error; terse: the failing row has a uuid)
+\set VERBOSITY terse
+INSERT INTO bidguard_bids (marketplace_id, posting_id, status) VALUES ('sql', 'p4', 'bogus');
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('', 'p4');
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('sql', repeat('x', 257));
+INSERT INTO bidguard_bids (marketplace_id, posting_id, bid_data) VALUES ('sql', 'p4', '[]');
+INSERT INTO bidguard_bids (marketplace_id, posting_id, bid_data) VALUES ('sql', 'p4', NULL);
+UPDATE bidguard_bids SET status = NULL WHERE marketplace_id = 'sql' AND posting_id = 'p3';
+\set VERBOSITY default
+
+-- a restored (or back-filled) row may carry any status and its own event id
+INSERT INTO bidguard_bids (marketplace_id, posting_id, status, atomic_event_id)
+VALUES ('sql', 'p5', 'won', '00000000-0000-0000-0000-000000000005');
+SELECT kind, new_status FROM bidguard_events WHERE event_id = '00000000-0000-0000-0000-000000000005';
+
+-- at most one active bid per posting, whatever happened above
+SELECT count(*) AS postings_with_two_active FROM bidguard_duplicate_active_bids;
+
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid IN (25089, 25090, 25091);
