@@ -81,9 +81,6 @@ CREATE UNIQUE INDEX bidguard_bids_one_active
     ON @extschema@.bidguard_bids (marketplace_id, posting_id)
     WHERE status OPERATOR(pg_catalog.=) ANY ('{pending,submitted}'::text[]);
 
-CREATE INDEX bidguard_bids_posting_idx
-    ON @extschema@.bidguard_bids (marketplace_id, posting_id);
-
 COMMENT ON TABLE @extschema@.bidguard_bids IS
     'bidguard bids: at most one active (pending or submitted) bid per posting';
 COMMENT ON INDEX @extschema@.bidguard_bids_one_active IS
