@@ -44,11 +44,12 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 
 .PHONY: test demo deps
 
+# make test TEST_ARGS="regress isolation" runs a subset; see scripts/run-tests.sh.
 deps:
-	@scripts/deps.sh
+	@bash scripts/deps.sh
 
 test:
-	@scripts/run-tests.sh
+	@bash scripts/run-tests.sh $(TEST_ARGS)
 
 demo:
-	@scripts/demo.sh $(DEMO_ARGS)
+	@bash scripts/demo.sh $(DEMO_ARGS)

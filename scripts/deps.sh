@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# scripts/deps.sh — make sure what building and testing bidguard needs is installed.
+#
+#   scripts/deps.sh                 check; install what is missing (root), or print
+#                                   the apt-get command and exit 1 (not root)
+#   scripts/deps.sh --check         check only: exit 1 and print the command if
+#                                   anything is missing, never install
+#   scripts/deps.sh PKG...          also require these extra Debian packages
+#                                   (e.g. scripts/demo.sh asking for what it uses)
+#
+# When everything is present it does nothing and is fast: no apt-get update, no
+# network.  Packages (Debian 12 / PostgreSQL 15 names; PG_MAJOR overrides 15):
+#   build-essential                 gcc, make (PGXS build)
+#   postgresql-$PG_MAJOR            server, initdb, pg_ctl, pgbench, contrib modules
+#   postgresql-client-$PG_MAJOR     psql
+#   postgresql-server-dev-$PG_MAJOR PGXS headers, pg_regress, pg_isolation_regress,
+#                                   PostgreSQL::Test::* perl modules (pulls clang/llvm
+#                                   for the bitcode PGXS builds with with_llvm=yes)
+#   postgresql-$PG_MAJOR-pgtap      the pgTAP extension
+#   libtap-parser-sourcehandler-pgtap-perl   pg_prove
+#   libipc-run-perl                 IPC::Run, needed by PostgreSQL::Test::Utils
+#   perl                            prove (TAP::Harness)
+#   util-linux coreutils diffutils findutils tar procps
+#                                   runuser, timeout, mktemp, diff (pg_regress), find,
+#                                   tar (copying the test tree), ps
+set -euo pipefail
+
+# The PostgreSQL major version: PG_MAJOR, else that of pg_config (PG_CONFIG), else 15.
+if [ -z "${PG_MAJOR:-}" ]; then
+    PG_MAJOR="$("${PG_CONFIG:-pg_config}" --version 2>/dev/null | sed -nE 's/^PostgreSQL ([0-9]+).*/\1/p' || true)"
+    PG_MAJOR="${PG_MAJOR:-15}"
+fi
+check_only=0
+extra=()
+for arg in "$@"; do
+    case "$arg" in
+        --check) check_only=1 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) echo "deps.sh: unknown option: $arg" >&2; exit 2 ;;
+        *) extra+=("$arg") ;;
+    esac
+done
+
+packages=(
+    build-essential
+    "postgresql-$PG_MAJOR"
+    "postgresql-client-$PG_MAJOR"
+    "postgresql-server-dev-$PG_MAJOR"
+    "postgresql-$PG_MAJOR-pgtap"
+    libtap-parser-sourcehandler-pgtap-perl
+    libipc-run-perl
+    perl
+    util-linux
+    coreutils
+    diffutils
+    findutils
+    tar
+    procps
+)
+packages+=("${extra[@]}")
+
+# Which of the packages are not installed?
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+    installed="$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${packages[@]}" 2>/dev/null || true)"
+    for p in "${packages[@]}"; do
+        if ! awk -v p="$p" '$1 == p && $2 == "ii" { f = 1 } END { exit !f }' <<<"$installed"; then
+            missing+=("$p")
+        fi
+    done
+else
+    echo "deps.sh: dpkg-query not found: this script knows Debian's packages only." >&2
+    echo "deps.sh: install by hand: a C compiler, make, PostgreSQL $PG_MAJOR with its" >&2
+    echo "deps.sh: server headers (PGXS), pgTAP, pg_prove, prove and perl's IPC::Run." >&2
+    exit 1
+fi
+
+# Belt and braces: the files the build and test scripts actually use.  A package
+# can be "installed" yet broken, or a tool missing on an odd system; if so, ask
+# for its package again (apt-get reinstalls nothing that is fine).
+pkgxs_dir="/usr/lib/postgresql/$PG_MAJOR/lib/pgxs"
+need_file() { # FILE PACKAGE
+    if [ ! -e "$1" ]; then
+        case " ${missing[*]-} " in *" $2 "*) ;; *) missing+=("$2") ;; esac
+    fi
+}
+need_file "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" "postgresql-$PG_MAJOR"
+need_file "/usr/lib/postgresql/$PG_MAJOR/bin/psql" "postgresql-client-$PG_MAJOR"
+need_file "$pkgxs_dir/src/makefiles/pgxs.mk" "postgresql-server-dev-$PG_MAJOR"
+need_file "$pkgxs_dir/src/test/regress/pg_regress" "postgresql-server-dev-$PG_MAJOR"
+need_file "$pkgxs_dir/src/test/isolation/pg_isolation_regress" "postgresql-server-dev-$PG_MAJOR"
+need_file "$pkgxs_dir/src/test/perl/PostgreSQL/Test/Cluster.pm" "postgresql-server-dev-$PG_MAJOR"
+need_file "/usr/share/postgresql/$PG_MAJOR/extension/pgtap.control" "postgresql-$PG_MAJOR-pgtap"
+for tool in gcc make; do
+    command -v "$tool" >/dev/null 2>&1 || need_file "/nonexistent/$tool" build-essential
+done
+command -v pg_prove >/dev/null 2>&1 || need_file /nonexistent/pg_prove libtap-parser-sourcehandler-pgtap-perl
+command -v prove >/dev/null 2>&1 || need_file /nonexistent/prove perl
+perl -MIPC::Run -e 1 >/dev/null 2>&1 || need_file /nonexistent/IPC::Run libipc-run-perl
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    [ -n "${DEPS_VERBOSE:-}" ] && echo "deps.sh: all build and test dependencies are installed"
+    exit 0
+fi
+
+cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+echo "deps.sh: missing: ${missing[*]}"
+if [ "$check_only" = 1 ] || [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: install them as root with:" >&2
+    echo "    $cmd" >&2
+    exit 1
+fi
+
+echo "deps.sh: installing: ${missing[*]}"
+apt-get update
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+echo "deps.sh: installed: ${missing[*]}"
