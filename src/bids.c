@@ -22,9 +22,12 @@
  *    apply as to any heavyweight lock.
  * 2. A bid row is then locked FOR NO KEY UPDATE (the lock its UPDATE needs
  *    anyway) before its status is read for a transition.  The lock order is
- *    always posting lock, then row lock.  Plain UPDATEs take only the row
- *    lock, so they can make a function wait but never the other way round in
- *    a cycle.
+ *    always posting lock, then row lock.  A plain UPDATE takes only the row
+ *    lock.  So a single plain UPDATE can only make a function wait.  A
+ *    transaction that holds a bid's row through a plain UPDATE and then calls
+ *    a function for the same posting can deadlock with a function call of
+ *    another session (posting lock held, waiting for the row); the deadlock
+ *    detector ends one of them with 40P01.
  * 3. The partial unique index bidguard_bids_one_active is the last line of
  *    defence for plain INSERT/UPDATE (23505); bidguard_create_bid inserts
  *    with ON CONFLICT DO NOTHING so that a plain INSERT racing it makes it
