@@ -1,0 +1,1 @@
+SELECT NOT EXISTS (SELECT FROM bidguard_bids WHERE status IN ('pending', 'submitted') GROUP BY marketplace_id, posting_id HAVING count(*) > 1) AS one_active_bid_per_posting, NOT EXISTS (SELECT FROM bidguard_bids b WHERE NOT EXISTS (SELECT FROM bidguard_events e WHERE e.kind = 'bid_created' AND e.event_id = b.atomic_event_id)) AS every_bid_has_its_event;
