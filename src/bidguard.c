@@ -35,6 +35,7 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -44,6 +45,45 @@
 #include "bidguard.h"
 
 PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* bidguard.test_clock: a fixed "now" for trades, for tests; empty = the clock */
+static char *bidguard_test_clock = NULL;
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("bidguard.test_clock",
+							   "Fixed time bidguard uses instead of the server clock for trades.",
+							   "Meant for tests of cooldown boundaries: an empty string (the default) means the server clock.",
+							   &bidguard_test_clock,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("bidguard");
+#else
+	EmitWarningsOnPlaceholders("bidguard");
+#endif
+}
+
+/*
+ * bidguard_now
+ *		The time of a trade admission: the server clock, read by the caller
+ *		once the bot's lock is held, or bidguard.test_clock when set.
+ */
+TimestampTz
+bidguard_now(void)
+{
+	if (bidguard_test_clock != NULL && bidguard_test_clock[0] != '\0')
+		return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+													   CStringGetDatum(bidguard_test_clock),
+													   ObjectIdGetDatum(InvalidOid),
+													   Int32GetDatum(-1)));
+	return GetCurrentTimestamp();
+}
 
 /*
  * The SQL of each kept plan.  "%1$s" is the extension's schema, quoted.
@@ -102,6 +142,66 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		" ON CONFLICT (event_id) DO NOTHING",
 		11, {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID,
 			 TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
+	},
+	[BG_PLAN_BOT_COOLDOWN] = {
+		"SELECT cooldown FROM %1$s.bidguard_bots"
+		" WHERE bot_id OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	/*
+	 * The bot's counting trades whose effective time is within the cooldown
+	 * of $2, either side, other than trade $4: how long until $2 would be
+	 * clear of all of them (NULL when none).  Served by
+	 * bidguard_trades_cooldown_idx.
+	 */
+	[BG_PLAN_TRADE_CONFLICT] = {
+		"SELECT (pg_catalog.max(COALESCE(filled_at, created_at))"
+		"  OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.-) $2"
+		" FROM %1$s.bidguard_trades"
+		" WHERE bot_id OPERATOR(pg_catalog.=) $1"
+		" AND status OPERATOR(pg_catalog.<>) 'failed'"
+		" AND COALESCE(filled_at, created_at) OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) $3)"
+		" AND COALESCE(filled_at, created_at) OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.+) $3)"
+		" AND trade_id IS DISTINCT FROM $4",
+		4, {INT8OID, TIMESTAMPTZOID, INTERVALOID, INT8OID}
+	},
+	[BG_PLAN_INSERT_TRADE] = {
+		"INSERT INTO %1$s.bidguard_trades AS t (bot_id, trade_data, created_at)"
+		" VALUES ($1, $2, $3)"
+		" RETURNING t.trade_id, t.atomic_event_id",
+		3, {INT8OID, JSONBOID, TIMESTAMPTZOID}
+	},
+	[BG_PLAN_UPSERT_BOT] = {
+		"INSERT INTO %1$s.bidguard_bots AS b (bot_id, cooldown) VALUES ($1, $2)"
+		" ON CONFLICT (bot_id) DO UPDATE SET cooldown = EXCLUDED.cooldown,"
+		" updated_at = pg_catalog.clock_timestamp()"
+		" WHERE b.cooldown IS DISTINCT FROM EXCLUDED.cooldown",
+		2, {INT8OID, INTERVALOID}
+	},
+	[BG_PLAN_LOCK_TRADE] = {
+		"SELECT bot_id, status FROM %1$s.bidguard_trades"
+		" WHERE trade_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
+		1, {INT8OID}
+	},
+	[BG_PLAN_TRADE_EXISTS] = {
+		"SELECT 1 FROM %1$s.bidguard_trades"
+		" WHERE trade_id OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	[BG_PLAN_UPDATE_TRADE] = {
+		"UPDATE %1$s.bidguard_trades SET status = $2, filled_at = $3,"
+		" status_reason = $4"
+		" WHERE trade_id OPERATOR(pg_catalog.=) $1",
+		4, {INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+	},
+	/* Was this very trade admitted before (its admission event exists)? */
+	[BG_PLAN_TRADE_ADMITTED] = {
+		"SELECT 1 FROM %1$s.bidguard_events"
+		" WHERE event_id OPERATOR(pg_catalog.=) $1"
+		" AND kind OPERATOR(pg_catalog.=) 'trade_executed'"
+		" AND trade_id OPERATOR(pg_catalog.=) $2"
+		" AND bot_id OPERATOR(pg_catalog.=) $3",
+		3, {UUIDOID, INT8OID, INT8OID}
 	},
 };
 
@@ -280,6 +380,23 @@ bidguard_events_owner(Oid nspid)
 		c->events_relid = relid;
 	}
 	return c->events_owner;
+}
+
+/*
+ * bidguard_as_events_owner
+ *		Switch to the owner of bidguard_events in a security-restricted
+ *		operation, the way ri_triggers.c runs its checks; the caller restores
+ *		the saved user with SetUserIdAndSecContext().
+ */
+void
+bidguard_as_events_owner(Oid nspid, Oid *save_userid, int *save_sec_context)
+{
+	Oid			owner = bidguard_events_owner(nspid);
+
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(owner, *save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 }
 
 /*

@@ -22,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 /*
  * Lock classes, stored in locktag_field4 of an advisory LOCKTAG.  Core's
@@ -49,6 +50,14 @@ typedef enum BidguardPlanId
 	BG_PLAN_LOCK_BID,
 	BG_PLAN_UPDATE_BID_STATUS,
 	BG_PLAN_INSERT_EVENT,
+	BG_PLAN_BOT_COOLDOWN,
+	BG_PLAN_TRADE_CONFLICT,
+	BG_PLAN_INSERT_TRADE,
+	BG_PLAN_UPSERT_BOT,
+	BG_PLAN_LOCK_TRADE,
+	BG_PLAN_TRADE_EXISTS,
+	BG_PLAN_UPDATE_TRADE,
+	BG_PLAN_TRADE_ADMITTED,
 	BG_NUM_PLANS
 } BidguardPlanId;
 
@@ -76,11 +85,16 @@ extern void bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);
 extern void bidguard_return_row(FunctionCallInfo fcinfo, Datum *values,
 								bool *nulls);
+extern TimestampTz bidguard_now(void);
+extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
+									 int *save_sec_context);
 
 /* locks.c */
 extern uint64 bidguard_hash_key(const char *ns, int nslen,
 								const char *key, int keylen);
 extern uint64 bidguard_posting_key(text *marketplace_id, text *posting_id);
 extern void bidguard_lock_posting(uint64 key);
+extern void bidguard_lock_bot(int64 bot_id);
+extern bool bidguard_try_lock_bot(int64 bot_id, int timeout_ms);
 
 #endif							/* BIDGUARD_H */

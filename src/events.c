@@ -56,17 +56,23 @@ enum
 	EV_NCOLS
 };
 
-/* Column numbers of bidguard_bids the trigger reads; per FmgrInfo. */
-typedef struct BidColumns
+/*
+ * Column numbers of the audited table the trigger reads; per FmgrInfo.
+ * For bids, key1/key2 are marketplace_id/posting_id; for trades, bot_id and
+ * (unused) 0, and filled_at is read for detail.
+ */
+typedef struct AuditColumns
 {
-	int			bid_id;
-	int			marketplace_id;
-	int			posting_id;
+	bool		is_trade;
+	int			id;				/* bid_id or trade_id */
+	int			key1;			/* marketplace_id or bot_id */
+	int			key2;			/* posting_id (bids) */
 	int			status;
 	int			status_reason;
 	int			atomic_event_id;
 	int			created_at;
-} BidColumns;
+	int			filled_at;		/* trades */
+} AuditColumns;
 
 static int
 audit_column(TupleDesc desc, Relation rel, const char *name)
@@ -77,6 +83,44 @@ audit_column(TupleDesc desc, Relation rel, const char *name)
 		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
 			 name, RelationGetRelationName(rel));
 	return attnum;
+}
+
+static AuditColumns *
+audit_columns(FunctionCallInfo fcinfo, BidguardCallState *state,
+			  TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	TupleDesc	desc = RelationGetDescr(rel);
+	AuditColumns *cols = (AuditColumns *) state->columns;
+
+	if (cols != NULL)
+		return cols;
+	if (trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "bidguard_audit_trigger needs one argument: bid or trade");
+
+	cols = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(AuditColumns));
+	if (strcmp(trigdata->tg_trigger->tgargs[0], "trade") == 0)
+	{
+		cols->is_trade = true;
+		cols->id = audit_column(desc, rel, "trade_id");
+		cols->key1 = audit_column(desc, rel, "bot_id");
+		cols->filled_at = audit_column(desc, rel, "filled_at");
+	}
+	else if (strcmp(trigdata->tg_trigger->tgargs[0], "bid") == 0)
+	{
+		cols->id = audit_column(desc, rel, "bid_id");
+		cols->key1 = audit_column(desc, rel, "marketplace_id");
+		cols->key2 = audit_column(desc, rel, "posting_id");
+	}
+	else
+		elog(ERROR, "bidguard_audit_trigger: unknown table kind \"%s\"",
+			 trigdata->tg_trigger->tgargs[0]);
+	cols->status = audit_column(desc, rel, "status");
+	cols->status_reason = audit_column(desc, rel, "status_reason");
+	cols->atomic_event_id = audit_column(desc, rel, "atomic_event_id");
+	cols->created_at = audit_column(desc, rel, "created_at");
+	state->columns = cols;
+	return cols;
 }
 
 static void
@@ -132,10 +176,16 @@ reason_detail(HeapTuple tuple, int attnum, TupleDesc desc)
 /*
  * bidguard_audit_trigger()
  *
- * AFTER INSERT/UPDATE/DELETE FOR EACH ROW on bidguard_bids.  Event kinds:
- * bid_created (event_id = atomic_event_id, occurred_at = created_at),
- * bid_status_changed, bid_moved (marketplace or posting changed, status
- * not) and bid_deleted.  detail carries the status_reason, if any.
+ * AFTER INSERT/UPDATE/DELETE FOR EACH ROW on bidguard_bids (argument 'bid')
+ * and bidguard_trades ('trade').  Event kinds:
+ *	 bids:	 bid_created (event_id = atomic_event_id, occurred_at = created_at),
+ *			 bid_status_changed, bid_moved (marketplace or posting changed,
+ *			 status not), bid_deleted;
+ *	 trades: trade_executed (event_id = atomic_event_id, occurred_at =
+ *			 created_at), trade_filled, trade_failed, trade_status_changed
+ *			 (any other status change), trade_changed (bot, created_at or
+ *			 filled_at changed, status not), trade_deleted.
+ * detail carries the status_reason given with a status, if any.
  */
 PG_FUNCTION_INFO_V1(bidguard_audit_trigger);
 Datum
@@ -143,15 +193,14 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	BidguardCallState *state;
-	Relation	rel;
 	TupleDesc	desc;
-	BidColumns *cols;
+	AuditColumns *cols;
 	HeapTuple	tuple;
 	HeapTuple	oldtuple = NULL;
 	Datum		values[EV_NCOLS];
 	char		nulls[EV_NCOLS];
 	const char *kind;
-	Oid			owner;
+	bool		with_reason = false;
 	Oid			save_userid;
 	int			save_sec_context;
 	int			rc;
@@ -162,22 +211,8 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "bidguard_audit_trigger must be fired AFTER ... FOR EACH ROW");
 
 	state = bidguard_call_state(fcinfo);
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
-
-	cols = (BidColumns *) state->columns;
-	if (cols == NULL)
-	{
-		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(BidColumns));
-		cols->bid_id = audit_column(desc, rel, "bid_id");
-		cols->marketplace_id = audit_column(desc, rel, "marketplace_id");
-		cols->posting_id = audit_column(desc, rel, "posting_id");
-		cols->status = audit_column(desc, rel, "status");
-		cols->status_reason = audit_column(desc, rel, "status_reason");
-		cols->atomic_event_id = audit_column(desc, rel, "atomic_event_id");
-		cols->created_at = audit_column(desc, rel, "created_at");
-		state->columns = cols;
-	}
+	desc = RelationGetDescr(trigdata->tg_relation);
+	cols = audit_columns(fcinfo, state, trigdata);
 
 	memset(values, 0, sizeof(values));
 	memset(nulls, 'n', sizeof(nulls));
@@ -185,7 +220,8 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
 		tuple = trigdata->tg_trigtuple;
-		kind = "bid_created";
+		kind = cols->is_trade ? "trade_executed" : "bid_created";
+		with_reason = true;
 		set_column(values, nulls, EV_EVENT_ID, tuple, cols->atomic_event_id, desc);
 		set_column(values, nulls, EV_OCCURRED_AT, tuple, cols->created_at, desc);
 		set_column(values, nulls, EV_NEW_STATUS, tuple, cols->status, desc);
@@ -202,16 +238,26 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 		s1 = heap_getattr(oldtuple, cols->status, desc, &isnull1);
 		s2 = heap_getattr(tuple, cols->status, desc, &isnull2);
 		if (!isnull1 && !isnull2 && text_datums_equal(s1, s2))
-			kind = "bid_moved";
+			kind = cols->is_trade ? "trade_changed" : "bid_moved";
 		else
-			kind = "bid_status_changed";
+		{
+			with_reason = true;
+			if (!cols->is_trade)
+				kind = "bid_status_changed";
+			else if (!isnull2 && text_datums_equal(s2, CStringGetTextDatum("filled")))
+				kind = "trade_filled";
+			else if (!isnull2 && text_datums_equal(s2, CStringGetTextDatum("failed")))
+				kind = "trade_failed";
+			else
+				kind = "trade_status_changed";
+		}
 		set_column(values, nulls, EV_OLD_STATUS, oldtuple, cols->status, desc);
 		set_column(values, nulls, EV_NEW_STATUS, tuple, cols->status, desc);
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
 		tuple = trigdata->tg_trigtuple;
-		kind = "bid_deleted";
+		kind = cols->is_trade ? "trade_deleted" : "bid_deleted";
 		set_column(values, nulls, EV_OLD_STATUS, tuple, cols->status, desc);
 	}
 	else
@@ -219,22 +265,24 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 
 	values[EV_KIND] = CStringGetTextDatum(kind);
 	nulls[EV_KIND] = ' ';
-	set_column(values, nulls, EV_BID_ID, tuple, cols->bid_id, desc);
-	set_column(values, nulls, EV_MARKETPLACE_ID, tuple, cols->marketplace_id, desc);
-	set_column(values, nulls, EV_POSTING_ID, tuple, cols->posting_id, desc);
-	/* The reason belongs to the status it was given with. */
-	if (strcmp(kind, "bid_created") == 0 || strcmp(kind, "bid_status_changed") == 0)
-		values[EV_DETAIL] = reason_detail(tuple, cols->status_reason, desc);
+	if (cols->is_trade)
+	{
+		set_column(values, nulls, EV_TRADE_ID, tuple, cols->id, desc);
+		set_column(values, nulls, EV_BOT_ID, tuple, cols->key1, desc);
+	}
 	else
-		values[EV_DETAIL] = reason_detail(NULL, 0, desc);
+	{
+		set_column(values, nulls, EV_BID_ID, tuple, cols->id, desc);
+		set_column(values, nulls, EV_MARKETPLACE_ID, tuple, cols->key1, desc);
+		set_column(values, nulls, EV_POSTING_ID, tuple, cols->key2, desc);
+	}
+	/* The reason belongs to the status it was given with. */
+	values[EV_DETAIL] = reason_detail(with_reason ? tuple : NULL,
+									  cols->status_reason, desc);
 	nulls[EV_DETAIL] = ' ';
 
 	/* Write as the owner of the audit trail; see the file header. */
-	owner = bidguard_events_owner(state->nspid);
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	bidguard_as_events_owner(state->nspid, &save_userid, &save_sec_context);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

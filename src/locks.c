@@ -29,7 +29,15 @@
  * unrelated keys wait for each other; it can never let two holders in.
  *
  * The lock of a posting is the BID-class lock with key
- * bidguard_lock_key(marketplace_id, posting_id).
+ * bidguard_lock_key(marketplace_id, posting_id); the lock of a bot is the
+ * BOT-class lock whose key is the bot_id itself.
+ *
+ * Bounded waits (bidguard_try_lock_bot) first try without waiting; only when
+ * the lock is taken do they wait, in the lock manager itself, with
+ * lock_timeout lowered to the bound for that one LockAcquire() inside an
+ * internal subtransaction, which turns the timeout error into a "false"
+ * (a lock obtained in the subtransaction passes to the parent on its
+ * commit).  No polling, no sleeping.
  *
  * src/locks.c
  *
@@ -39,7 +47,10 @@
 
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "access/xact.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
+#include "utils/resowner.h"
 #include "utils/builtins.h"
 
 #include "bidguard.h"
@@ -132,6 +143,95 @@ void
 bidguard_lock_posting(uint64 key)
 {
 	bidguard_lock_acquire(BIDGUARD_LOCK_CLASS_BID, key);
+}
+
+/*
+ * bidguard_lock_bot
+ *		Take a bot's lock until the end of the transaction, waiting as
+ *		lock_timeout allows (55P03 when it expires).
+ */
+void
+bidguard_lock_bot(int64 bot_id)
+{
+	bidguard_lock_acquire(BIDGUARD_LOCK_CLASS_BOT, (uint64) bot_id);
+}
+
+/*
+ * lock_acquire_within
+ *		Wait at most timeout_ms (> 0) for the lock; false if it timed out.
+ *		Other errors (deadlock, cancellation) propagate.
+ */
+static bool
+lock_acquire_within(const LOCKTAG *tag, int timeout_ms)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	int			save_lock_timeout = LockTimeout;
+	volatile bool acquired = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		LockTimeout = timeout_ms;
+		(void) LockAcquire(tag, ExclusiveLock, false, false);
+		LockTimeout = save_lock_timeout;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		acquired = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		LockTimeout = save_lock_timeout;
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return acquired;
+}
+
+/*
+ * bidguard_try_lock_bot
+ *		Take a bot's lock until the end of the transaction if it can be had
+ *		within timeout_ms: 0 = without waiting, -1 = as lock_timeout allows
+ *		(forever when lock_timeout is 0).  A positive bound is also capped by
+ *		lock_timeout.  Returns false when the lock was not obtained.
+ */
+bool
+bidguard_try_lock_bot(int64 bot_id, int timeout_ms)
+{
+	LOCKTAG		tag;
+	uint64		key = (uint64) bot_id;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (key >> 32), (uint32) key,
+						 BIDGUARD_LOCK_CLASS_BOT);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	if (timeout_ms == 0)
+		return false;
+	if (timeout_ms < 0)
+	{
+		if (LockTimeout == 0)
+		{
+			(void) LockAcquire(&tag, ExclusiveLock, false, false);
+			return true;
+		}
+		timeout_ms = LockTimeout;
+	}
+	else if (LockTimeout > 0 && LockTimeout < timeout_ms)
+		timeout_ms = LockTimeout;
+	return lock_acquire_within(&tag, timeout_ms);
 }
 
 /*

@@ -1,0 +1,712 @@
+/*-------------------------------------------------------------------------
+ *
+ * trades.c
+ *	  The trade guard: two counting trades of one bot are never closer than
+ *	  the bot's cooldown, through bidguard_try_trade and plain SQL alike.
+ *
+ * A trade counts unless its status is 'failed'.  Its effective time is
+ * coalesce(filled_at, created_at).  A trade may be admitted at time t when
+ * no other counting trade of the bot has an effective time within the
+ * cooldown of t, on either side: |effective - t| < cooldown is a conflict,
+ * a gap of exactly the cooldown is not.
+ *
+ * Locking protocol
+ * ----------------
+ * 1. The bot's lock (locks.c, class BOT, key bot_id) is held, to the end of
+ *    the transaction, by whatever admits a trade or moves one in time:
+ *    bidguard_try_trade, the cooldown trigger on INSERT and on UPDATEs that
+ *    change bot_id or created_at or make a failed trade count again,
+ *    bidguard_fill_trade, bidguard_fail_trade and bidguard_set_cooldown.
+ *    Admission therefore sees every earlier admission, fill, failure and
+ *    cooldown change of the bot committed, and "ROLLBACK" after an
+ *    admission gives the cooldown back.
+ * 2. The time of an admission is read from the server clock after the lock
+ *    is held (bidguard_now(); bidguard.test_clock in tests), never from the
+ *    client.  A client-supplied created_at on a plain INSERT is checked in
+ *    both directions, so back-dating cannot slip a trade past the guard.
+ * 3. Lock order: a trade's row lock before its bot's lock.  bidguard_try_trade
+ *    and INSERT take no row locks; fill and fail lock the row FOR NO KEY
+ *    UPDATE first, as a plain UPDATE does before its trigger runs.
+ * 4. bidguard_try_trade with wait = '0' tries the lock once (LockAcquire with
+ *    dontWait) and answers 'busy' at once; a positive wait is a bounded wait
+ *    in the lock manager (bidguard_try_lock_bot); NULL waits as lock_timeout
+ *    allows.  The trigger path always waits as lock_timeout allows and raises
+ *    55P03 when it expires.
+ *
+ * Snapshots: under READ COMMITTED the check runs with a fresh snapshot taken
+ * after the lock.  Under REPEATABLE READ and SERIALIZABLE, when the
+ * transaction snapshot and the latest snapshot disagree on whether there is
+ * a conflict, 40001 is raised: the decision would depend on a trade
+ * committed (or failed) after the snapshot.
+ *
+ * Restores: a row whose admission event (kind trade_executed, same trade_id
+ * and bot_id) is already in bidguard_events was admitted before; pg_restore
+ * loads the events first, so restored trades are not judged again against
+ * today's cooldown.
+ *
+ * src/trades.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "bidguard.h"
+
+/*
+ * Set by bidguard_try_trade around its own INSERT, which it has already
+ * judged under the bot's lock, so that the trigger does not judge it again.
+ */
+typedef struct TradeAdmission
+{
+	bool		active;
+	int64		bot_id;
+	TimestampTz created_at;
+} TradeAdmission;
+
+static TradeAdmission admission = {false, 0, 0};
+
+static void
+spi_check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		elog(ERROR, "bidguard: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+static char *
+interval_text(Interval *iv)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
+}
+
+static bool
+interval_is_negative(Interval *iv)
+{
+	static const Interval zero = {0, 0, 0};
+
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp,
+											 IntervalPGetDatum(iv),
+											 IntervalPGetDatum(&zero))) < 0;
+}
+
+/*
+ * Milliseconds of a non-negative interval, months as 30 days as in
+ * interval comparison; rounded up, so that a positive wait is never 0 (which
+ * means "do not wait"), and capped at INT_MAX.
+ */
+static int
+interval_ms(Interval *iv)
+{
+	double		usecs;
+
+	usecs = (double) iv->time +
+		((double) iv->month * DAYS_PER_MONTH + iv->day) * USECS_PER_DAY;
+	if (usecs <= 0)
+		return 0;
+	if (usecs >= (double) INT_MAX * 1000.0)
+		return INT_MAX;
+	return (int) ((usecs + 999) / 1000);
+}
+
+/*
+ * bot_cooldown
+ *		The bot's cooldown, read with the latest snapshot (the caller holds
+ *		the bot's lock, which bidguard_set_cooldown takes too), or NULL if the
+ *		bot is not registered.  The result is palloc'd in the caller's
+ *		(upper) memory context.
+ */
+static Interval *
+bot_cooldown(Oid nspid, int64 bot_id)
+{
+	Datum		values[1];
+	bool		isnull;
+	Interval   *iv;
+
+	values[0] = Int64GetDatum(bot_id);
+	spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_BOT_COOLDOWN),
+								   values, NULL, GetLatestSnapshot(),
+								   InvalidSnapshot, false, false, 0),
+			  SPI_OK_SELECT, "looking up the bot");
+	if (SPI_processed == 0)
+		return NULL;
+	iv = SPI_palloc(sizeof(Interval));
+	memcpy(iv, DatumGetIntervalP(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull)),
+		   sizeof(Interval));
+	return iv;
+}
+
+static void
+raise_unknown_bot(int64 bot_id, Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+			 errmsg("bot %lld is not registered", (long long) bot_id),
+			 errhint("Register it with bidguard_set_cooldown(bot_id, cooldown)."),
+			 rel ? errtableconstraint(rel, "bidguard_trades_bot_id_fkey") : 0));
+}
+
+/*
+ * trade_conflict
+ *		How long until time "at" is clear of the bot's other counting trades
+ *		(NULL: it is clear now).  The caller holds the bot's lock and is
+ *		connected to SPI.  Under a transaction snapshot, the answer must not
+ *		depend on trades committed after the snapshot (40001).
+ */
+static Interval *
+trade_conflict(Oid nspid, int64 bot_id, TimestampTz at, Interval *cooldown,
+			   int64 exclude_trade_id, bool exclude)
+{
+	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_TRADE_CONFLICT);
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		isnull;
+	Datum		d;
+	Interval   *retry = NULL;
+
+	values[0] = Int64GetDatum(bot_id);
+	values[1] = TimestampTzGetDatum(at);
+	values[2] = IntervalPGetDatum(cooldown);
+	values[3] = Int64GetDatum(exclude_trade_id);
+	if (!exclude)
+		nulls[3] = 'n';
+
+	spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
+			  SPI_OK_SELECT, "checking the cooldown");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		retry = SPI_palloc(sizeof(Interval));
+		memcpy(retry, DatumGetIntervalP(d), sizeof(Interval));
+	}
+
+	if (IsolationUsesXactSnapshot())
+	{
+		bool		isnull_now;
+
+		spi_check(SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
+									   InvalidSnapshot, false, false, 0),
+				  SPI_OK_SELECT, "checking the cooldown");
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							 &isnull_now);
+		if (isnull != isnull_now)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errdetail("A trade of bot %lld was admitted, filled or failed after this transaction's snapshot was taken.",
+							   (long long) bot_id),
+					 errhint("Retry the transaction.")));
+	}
+	return retry;
+}
+
+/*
+ * bidguard_set_cooldown(bot_id bigint, cooldown interval) RETURNS void
+ *
+ * Registers the bot or changes its cooldown.  Locks: the bot's lock, so that
+ * a change never lands in the middle of an admission.
+ */
+PG_FUNCTION_INFO_V1(bidguard_set_cooldown);
+Datum
+bidguard_set_cooldown(PG_FUNCTION_ARGS)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	int64		bot_id;
+	Interval   *cooldown;
+	Datum		values[2];
+
+	bidguard_arg_not_null(fcinfo, 0, "bot_id");
+	bidguard_arg_not_null(fcinfo, 1, "cooldown");
+	bot_id = PG_GETARG_INT64(0);
+	cooldown = PG_GETARG_INTERVAL_P(1);
+	if (interval_is_negative(cooldown))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cooldown must not be negative"),
+				 errdetail("The cooldown given is %s.", interval_text(cooldown))));
+
+	bidguard_check_writable("bidguard_set_cooldown()");
+	bidguard_lock_bot(bot_id);
+
+	values[0] = Int64GetDatum(bot_id);
+	values[1] = IntervalPGetDatum(cooldown);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPSERT_BOT),
+							   values, NULL, false, 0),
+			  SPI_OK_INSERT, "registering the bot");
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * bidguard_try_trade(bot_id bigint, trade_data jsonb DEFAULT '{}',
+ *					  wait interval DEFAULT '0')
+ * RETURNS TABLE (trade_id bigint, executed boolean, reason text,
+ *				  retry_after interval, atomic_event_id uuid)
+ *
+ * Takes the bot's lock (within "wait"), then admits an open trade unless a
+ * counting trade of the bot is within the cooldown of now.  reason is
+ * 'executed' (retry_after = the cooldown), 'cooldown' (retry_after = time
+ * left) or 'busy' (the lock is held by another transaction).  The lock is
+ * held to the end of the transaction.
+ */
+PG_FUNCTION_INFO_V1(bidguard_try_trade);
+Datum
+bidguard_try_trade(PG_FUNCTION_ARGS)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	int64		bot_id;
+	Jsonb	   *trade_data;
+	int			wait_ms;
+	Interval   *cooldown = NULL;
+	Interval   *retry = NULL;
+	TimestampTz now = 0;
+	int64		trade_id = 0;
+	pg_uuid_t  *event_id = NULL;
+	const char *reason;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	bidguard_arg_not_null(fcinfo, 0, "bot_id");
+	bot_id = PG_GETARG_INT64(0);
+	trade_data = bidguard_arg_object(fcinfo, 1, "trade_data");
+	if (PG_ARGISNULL(2))
+		wait_ms = -1;
+	else
+	{
+		Interval   *wait = PG_GETARG_INTERVAL_P(2);
+
+		if (interval_is_negative(wait))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("wait must not be negative"),
+					 errdetail("The wait given is %s.", interval_text(wait))));
+		wait_ms = interval_ms(wait);
+	}
+
+	bidguard_check_writable("bidguard_try_trade()");
+
+	if (!bidguard_try_lock_bot(bot_id, wait_ms))
+		reason = "busy";
+	else
+	{
+		MemoryContext callcxt = CurrentMemoryContext;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		cooldown = bot_cooldown(nspid, bot_id);
+		if (cooldown == NULL)
+			raise_unknown_bot(bot_id, NULL);
+		now = bidguard_now();
+		retry = trade_conflict(nspid, bot_id, now, cooldown, 0, false);
+		if (retry != NULL)
+			reason = "cooldown";
+		else
+		{
+			Datum		ivalues[3];
+			bool		isnull;
+
+			ivalues[0] = Int64GetDatum(bot_id);
+			ivalues[1] = JsonbPGetDatum(trade_data);
+			ivalues[2] = TimestampTzGetDatum(now);
+
+			admission.active = true;
+			admission.bot_id = bot_id;
+			admission.created_at = now;
+			PG_TRY();
+			{
+				spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_INSERT_TRADE),
+										   ivalues, NULL, false, 0),
+						  SPI_OK_INSERT_RETURNING, "inserting the trade");
+			}
+			PG_FINALLY();
+			{
+				admission.active = false;
+			}
+			PG_END_TRY();
+
+			trade_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+			event_id = MemoryContextAlloc(callcxt, sizeof(pg_uuid_t));
+			memcpy(event_id,
+				   DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 2, &isnull)),
+				   sizeof(pg_uuid_t));
+			retry = cooldown;
+			reason = "executed";
+		}
+		SPI_finish();
+	}
+
+	values[0] = Int64GetDatum(trade_id);
+	nulls[0] = (event_id == NULL);
+	values[1] = BoolGetDatum(event_id != NULL);
+	values[2] = CStringGetTextDatum(reason);
+	if (retry != NULL)
+		values[3] = IntervalPGetDatum(retry);
+	else
+		nulls[3] = true;
+	if (event_id != NULL)
+		values[4] = UUIDPGetDatum(event_id);
+	else
+		nulls[4] = true;
+	bidguard_return_row(fcinfo, values, nulls);
+	return (Datum) 0;
+}
+
+/*
+ * Trade statuses the functions move between: open -> filled | failed.
+ */
+static void
+raise_bad_trade_transition(int64 trade_id, const char *from, const char *to,
+						   const char *nspname)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("trade %lld cannot move from status \"%s\" to \"%s\"",
+					(long long) trade_id, from, to),
+			 errdetail("Only an \"open\" trade can be filled or failed."),
+			 err_generic_string(PG_DIAG_SCHEMA_NAME, nspname),
+			 err_generic_string(PG_DIAG_TABLE_NAME, "bidguard_trades"),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "bidguard_trade_transition")));
+}
+
+/*
+ * trade_finish
+ *		Move an open trade to "to_status" (filled or failed); the body of
+ *		bidguard_fill_trade and bidguard_fail_trade.  Locks: the trade's row,
+ *		then its bot's lock.
+ */
+static Datum
+trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	int64		trade_id;
+	int64		bot_id;
+	char	   *status;
+	bool		changed = false;
+	bool		isnull;
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		result[3];
+	bool		rnulls[3] = {false, false, false};
+	MemoryContext callcxt = CurrentMemoryContext;
+
+	bidguard_arg_not_null(fcinfo, 0, "trade_id");
+	trade_id = PG_GETARG_INT64(0);
+
+	bidguard_check_writable(fill ? "bidguard_fill_trade()" : "bidguard_fail_trade()");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	values[0] = Int64GetDatum(trade_id);
+	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_LOCK_TRADE),
+							   values, NULL, false, 0),
+			  SPI_OK_SELECT, "locking the trade");
+	if (SPI_processed == 0)
+	{
+		/* Under a transaction snapshot, existing but invisible is 40001. */
+		if (IsolationUsesXactSnapshot())
+		{
+			spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_TRADE_EXISTS),
+										   values, NULL, GetLatestSnapshot(),
+										   InvalidSnapshot, false, false, 0),
+					  SPI_OK_SELECT, "looking up the trade");
+			if (SPI_processed > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update"),
+						 errdetail("Trade %lld was created after this transaction's snapshot was taken.",
+								   (long long) trade_id),
+						 errhint("Retry the transaction.")));
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("trade %lld does not exist", (long long) trade_id)));
+	}
+	bot_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	status = MemoryContextStrdup(callcxt,
+								 TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+																   SPI_tuptable->tupdesc,
+																   2, &isnull)));
+
+	bidguard_lock_bot(bot_id);
+
+	if (strcmp(status, "open") == 0)
+	{
+		values[1] = CStringGetTextDatum(to_status);
+		if (fill)
+		{
+			values[2] = PG_ARGISNULL(1) ? TimestampTzGetDatum(bidguard_now())
+				: PG_GETARG_DATUM(1);
+			nulls[3] = 'n';
+		}
+		else
+		{
+			nulls[2] = 'n';
+			if (PG_ARGISNULL(1))
+				nulls[3] = 'n';
+			else
+				values[3] = PG_GETARG_DATUM(1);
+		}
+		spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPDATE_TRADE),
+								   values, nulls, false, 0),
+				  SPI_OK_UPDATE, "updating the trade");
+		status = MemoryContextStrdup(callcxt, to_status);
+		changed = true;
+	}
+	else if (strcmp(status, to_status) != 0)
+		raise_bad_trade_transition(trade_id, status, to_status,
+								   get_namespace_name(nspid));
+	SPI_finish();
+
+	result[0] = Int64GetDatum(trade_id);
+	result[1] = BoolGetDatum(changed);
+	result[2] = CStringGetTextDatum(status);
+	bidguard_return_row(fcinfo, result, rnulls);
+	return (Datum) 0;
+}
+
+/*
+ * bidguard_fill_trade(trade_id bigint, filled_at timestamptz DEFAULT NULL)
+ * RETURNS TABLE (trade_id bigint, changed boolean, status text)
+ *
+ * open -> filled, at filled_at (default: now).  Filling a filled trade is a
+ * no-op; filling a failed one is 23514.  Locks: the row, then the bot.
+ */
+PG_FUNCTION_INFO_V1(bidguard_fill_trade);
+Datum
+bidguard_fill_trade(PG_FUNCTION_ARGS)
+{
+	return trade_finish(fcinfo, "filled", true);
+}
+
+/*
+ * bidguard_fail_trade(trade_id bigint, reason text DEFAULT NULL)
+ * RETURNS TABLE (trade_id bigint, changed boolean, status text)
+ *
+ * open -> failed; a failed trade no longer counts toward the cooldown.
+ * Failing a failed trade is a no-op; failing a filled one is 23514.  Locks:
+ * the row, then the bot.
+ */
+PG_FUNCTION_INFO_V1(bidguard_fail_trade);
+Datum
+bidguard_fail_trade(PG_FUNCTION_ARGS)
+{
+	return trade_finish(fcinfo, "failed", false);
+}
+
+/* Column numbers of bidguard_trades the cooldown trigger reads. */
+typedef struct TradeColumns
+{
+	int			trade_id;
+	int			bot_id;
+	int			status;
+	int			atomic_event_id;
+	int			created_at;
+	int			filled_at;
+} TradeColumns;
+
+static int
+trade_column(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
+			 name, RelationGetRelationName(rel));
+	return attnum;
+}
+
+static bool
+status_counts(HeapTuple tuple, int attnum, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
+	text	   *t;
+
+	if (isnull)
+		return true;			/* NOT NULL will reject it */
+	t = DatumGetTextPP(d);
+	return !(VARSIZE_ANY_EXHDR(t) == 6 && memcmp(VARDATA_ANY(t), "failed", 6) == 0);
+}
+
+/*
+ * trade_was_admitted
+ *		Is the row the very trade that an admission event records?  Read as
+ *		the events table's owner.
+ */
+static bool
+trade_was_admitted(Oid nspid, HeapTuple tuple, TupleDesc desc, TradeColumns *cols)
+{
+	Datum		values[3];
+	bool		isnull[3];
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		found;
+
+	values[0] = heap_getattr(tuple, cols->atomic_event_id, desc, &isnull[0]);
+	values[1] = heap_getattr(tuple, cols->trade_id, desc, &isnull[1]);
+	values[2] = heap_getattr(tuple, cols->bot_id, desc, &isnull[2]);
+	if (isnull[0] || isnull[1] || isnull[2])
+		return false;
+
+	bidguard_as_events_owner(nspid, &save_userid, &save_sec_context);
+	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_TRADE_ADMITTED),
+							   values, NULL, false, 0),
+			  SPI_OK_SELECT, "looking up the admission event");
+	found = (SPI_processed > 0);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return found;
+}
+
+/*
+ * bidguard_trades_cooldown_trigger()
+ *
+ * BEFORE INSERT OR UPDATE FOR EACH ROW on bidguard_trades.  For an INSERT,
+ * and for an UPDATE that changes bot_id or created_at or makes a failed
+ * trade count again, it takes the bot's lock (waiting as lock_timeout
+ * allows: 55P03), stamps a missing created_at with the server clock, and
+ * rejects a counting trade within the cooldown of another, either side
+ * (23P01, constraint bidguard_trade_cooldown).  Unknown bot: 23503.
+ */
+PG_FUNCTION_INFO_V1(bidguard_trades_cooldown_trigger);
+Datum
+bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	BidguardCallState *state;
+	TradeColumns *cols;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	newtuple;
+	bool		is_insert;
+	bool		check;
+	bool		isnull;
+	int64		bot_id;
+	Datum		created;
+	bool		created_isnull;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
+		elog(ERROR, "bidguard_trades_cooldown_trigger must be fired BEFORE INSERT OR UPDATE FOR EACH ROW");
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	state = bidguard_call_state(fcinfo);
+	cols = (TradeColumns *) state->columns;
+	if (cols == NULL)
+	{
+		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TradeColumns));
+		cols->trade_id = trade_column(rel, "trade_id");
+		cols->bot_id = trade_column(rel, "bot_id");
+		cols->status = trade_column(rel, "status");
+		cols->atomic_event_id = trade_column(rel, "atomic_event_id");
+		cols->created_at = trade_column(rel, "created_at");
+		cols->filled_at = trade_column(rel, "filled_at");
+		state->columns = cols;
+	}
+
+	is_insert = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
+	newtuple = is_insert ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
+
+	bot_id = DatumGetInt64(heap_getattr(newtuple, cols->bot_id, desc, &isnull));
+	if (isnull)
+		return PointerGetDatum(newtuple);	/* NOT NULL will reject it */
+	created = heap_getattr(newtuple, cols->created_at, desc, &created_isnull);
+
+	if (is_insert)
+	{
+		/* bidguard_try_trade's own insert, judged already */
+		if (admission.active && admission.bot_id == bot_id && !created_isnull &&
+			DatumGetTimestampTz(created) == admission.created_at)
+			return PointerGetDatum(newtuple);
+		check = status_counts(newtuple, cols->status, desc);
+	}
+	else
+	{
+		HeapTuple	oldtuple = trigdata->tg_trigtuple;
+		bool		old_isnull;
+		Datum		old_bot = heap_getattr(oldtuple, cols->bot_id, desc, &old_isnull);
+		Datum		old_created = heap_getattr(oldtuple, cols->created_at, desc, &old_isnull);
+
+		check = status_counts(newtuple, cols->status, desc) &&
+			(DatumGetInt64(old_bot) != bot_id ||
+			 created_isnull ||
+			 DatumGetTimestampTz(old_created) != DatumGetTimestampTz(created) ||
+			 !status_counts(oldtuple, cols->status, desc));
+	}
+
+	if (!check && !(is_insert && created_isnull))
+		return PointerGetDatum(newtuple);
+
+	bidguard_lock_bot(bot_id);
+
+	if (created_isnull && is_insert)
+	{
+		int			attnum = cols->created_at;
+
+		created = TimestampTzGetDatum(bidguard_now());
+		created_isnull = false;
+		newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum,
+											 &created, &created_isnull);
+	}
+
+	if (check && !created_isnull)
+	{
+		Interval   *cooldown;
+		Interval   *retry;
+		Datum		filled;
+		bool		filled_isnull;
+		TimestampTz effective;
+		int64		trade_id;
+		bool		trade_id_isnull;
+
+		filled = heap_getattr(newtuple, cols->filled_at, desc, &filled_isnull);
+		effective = DatumGetTimestampTz(filled_isnull ? created : filled);
+		trade_id = DatumGetInt64(heap_getattr(newtuple, cols->trade_id, desc,
+											  &trade_id_isnull));
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (!(is_insert && trade_was_admitted(state->nspid, newtuple, desc, cols)))
+		{
+			cooldown = bot_cooldown(state->nspid, bot_id);
+			if (cooldown == NULL)
+				raise_unknown_bot(bot_id, rel);
+			retry = trade_conflict(state->nspid, bot_id, effective, cooldown,
+								   trade_id, !trade_id_isnull);
+			if (retry != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_EXCLUSION_VIOLATION),
+						 errmsg("trade of bot %lld is inside its cooldown", (long long) bot_id),
+						 errdetail("Bot %lld has a cooldown of %s and traded within it; a trade at %s must wait %s more.",
+								   (long long) bot_id, interval_text(cooldown),
+								   timestamptz_to_str(effective), interval_text(retry)),
+						 errhint("bidguard_try_trade() admits trades without raising errors and says how long to wait."),
+						 errtableconstraint(rel, "bidguard_trade_cooldown")));
+		}
+		SPI_finish();
+	}
+
+	return PointerGetDatum(newtuple);
+}
