@@ -32,6 +32,8 @@ CREATE TABLE @extschema@.bidguard_events (
 );
 CREATE INDEX bidguard_events_bid_id_idx ON @extschema@.bidguard_events (bid_id)
     WHERE bid_id IS NOT NULL;
+CREATE INDEX bidguard_events_trade_id_idx ON @extschema@.bidguard_events (trade_id)
+    WHERE trade_id IS NOT NULL;
 
 COMMENT ON TABLE @extschema@.bidguard_events IS
     'bidguard audit trail: one row per state change, committed or rolled back with it';

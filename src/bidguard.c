@@ -194,13 +194,20 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		" WHERE trade_id OPERATOR(pg_catalog.=) $1",
 		4, {INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
 	},
-	/* Was this very trade admitted before (its admission event exists)? */
+	/*
+	 * Was this very trade admitted before: is its admission event on record,
+	 * and it was never deleted since?  (A restored row was not: pg_dump
+	 * does not dump deleted rows.)
+	 */
 	[BG_PLAN_TRADE_ADMITTED] = {
 		"SELECT 1 FROM %1$s.bidguard_events"
 		" WHERE event_id OPERATOR(pg_catalog.=) $1"
 		" AND kind OPERATOR(pg_catalog.=) 'trade_executed'"
 		" AND trade_id OPERATOR(pg_catalog.=) $2"
-		" AND bot_id OPERATOR(pg_catalog.=) $3",
+		" AND bot_id OPERATOR(pg_catalog.=) $3"
+		" AND NOT EXISTS (SELECT 1 FROM %1$s.bidguard_events AS d"
+		"  WHERE d.trade_id OPERATOR(pg_catalog.=) $2"
+		"  AND d.kind OPERATOR(pg_catalog.=) 'trade_deleted')",
 		3, {UUIDOID, INT8OID, INT8OID}
 	},
 };

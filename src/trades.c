@@ -39,8 +39,9 @@
  * a conflict, 40001 is raised: the decision would depend on a trade
  * committed (or failed) after the snapshot.
  *
- * Restores: a row whose admission event (kind trade_executed, same trade_id
- * and bot_id) is already in bidguard_events was admitted before; pg_restore
+ * Restores: a row whose admission event (kind trade_executed, same event
+ * id, trade_id, bot_id and time) is already in bidguard_events was admitted
+ * before; pg_restore
  * loads the events first, so restored trades are not judged again against
  * today's cooldown.
  *
@@ -549,8 +550,9 @@ status_counts(HeapTuple tuple, int attnum, TupleDesc desc)
 
 /*
  * trade_was_admitted
- *		Is the row the very trade that an admission event records?  Read as
- *		the events table's owner.
+ *		Is the row the very trade that an admission event records (same
+ *		event id, trade and bot), never deleted since?  Read as the events
+ *		table's owner.
  */
 static bool
 trade_was_admitted(Oid nspid, HeapTuple tuple, TupleDesc desc, TradeColumns *cols)

@@ -1,0 +1,220 @@
+--
+-- Trades and cooldowns: bidguard_set_cooldown, bidguard_try_trade,
+-- bidguard_fill_trade, bidguard_fail_trade, and the cooldown trigger
+--
+-- Time is pinned with the superuser-only bidguard.test_clock so that the
+-- boundaries are exact.
+
+-- err(q): run q, show the SQLSTATE, table and constraint a driver would see
+CREATE FUNCTION pg_temp.err(q text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    st text; tbl text; con text;
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, tbl = TABLE_NAME, con = CONSTRAINT_NAME;
+    RETURN st || ' table=' || coalesce(nullif(tbl, ''), '-') || ' constraint=' || coalesce(nullif(con, ''), '-');
+END
+$$;
+
+-- registering bots, and changing a cooldown
+SELECT bidguard_set_cooldown(1, '1 minute');
+SELECT bidguard_set_cooldown(2, '0');
+SELECT bidguard_set_cooldown(3, '1 hour');
+SELECT bidguard_set_cooldown(3, '10 minutes');
+SELECT bot_id, cooldown FROM bidguard_bots ORDER BY bot_id;
+
+SET bidguard.test_clock = '2026-01-01 10:00:00+00';
+
+-- the first trade is executed; retry_after is the cooldown
+SELECT trade_id, executed, reason, retry_after, atomic_event_id IS NOT NULL AS has_event_id
+  FROM bidguard_try_trade(1, '{"symbol": "BTC-EUR"}');
+SELECT bot_id, status, trade_data, created_at, filled_at FROM bidguard_trades;
+
+-- inside the cooldown: how long to wait
+SET bidguard.test_clock = '2026-01-01 10:00:20+00';
+SELECT trade_id, executed, reason, retry_after, atomic_event_id FROM bidguard_try_trade(1);
+SET bidguard.test_clock = '2026-01-01 10:00:59.999999+00';
+SELECT executed, reason, retry_after FROM bidguard_try_trade(1);
+
+-- a gap of exactly the cooldown is allowed
+SET bidguard.test_clock = '2026-01-01 10:01:00+00';
+SELECT executed, reason, retry_after FROM bidguard_try_trade(1);
+
+-- the wait argument does not matter when the lock is free
+SET bidguard.test_clock = '2026-01-01 10:01:30+00';
+SELECT executed, reason, retry_after FROM bidguard_try_trade(1, '{}', '5 seconds');
+SELECT executed, reason, retry_after FROM bidguard_try_trade(1, '{}', NULL);
+
+-- ROLLBACK gives the cooldown back
+SET bidguard.test_clock = '2026-01-01 10:05:00+00';
+BEGIN;
+SELECT executed, reason FROM bidguard_try_trade(1);
+ROLLBACK;
+SELECT executed, reason FROM bidguard_try_trade(1);
+
+-- a zero cooldown admits every trade
+SELECT executed, reason, retry_after FROM bidguard_try_trade(2);
+SELECT executed, reason, retry_after FROM bidguard_try_trade(2);
+
+-- bots do not share cooldowns
+SELECT executed, reason FROM bidguard_try_trade(3);
+
+-- a failed trade does not count
+SET bidguard.test_clock = '2026-01-01 11:00:00+00';
+SELECT trade_id AS t1 FROM bidguard_try_trade(1) \gset
+SET bidguard.test_clock = '2026-01-01 11:00:10+00';
+SELECT executed, reason, retry_after FROM bidguard_try_trade(1);
+SELECT trade_id = :t1 AS same_trade, changed, status FROM bidguard_fail_trade(:t1, 'exchange rejected the order');
+SELECT executed, reason FROM bidguard_try_trade(1);
+
+-- the effective time is filled_at once filled: a late fill moves the cooldown
+SET bidguard.test_clock = '2026-01-01 12:00:00+00';
+SELECT trade_id AS t2 FROM bidguard_try_trade(1) \gset
+SELECT changed, status FROM bidguard_fill_trade(:t2, '2026-01-01 12:00:40+00');
+SET bidguard.test_clock = '2026-01-01 12:01:10+00';
+SELECT executed, reason, retry_after FROM bidguard_try_trade(1);
+-- filled_at defaults to now
+SET bidguard.test_clock = '2026-01-01 13:00:00+00';
+SELECT trade_id AS t3 FROM bidguard_try_trade(1) \gset
+SET bidguard.test_clock = '2026-01-01 13:00:05+00';
+SELECT changed, status FROM bidguard_fill_trade(:t3);
+SELECT filled_at FROM bidguard_trades WHERE trade_id = :t3;
+
+-- fill and fail are no-ops on a trade already there, and refuse the other way (error)
+SELECT changed, status FROM bidguard_fill_trade(:t3);
+SELECT changed, status FROM bidguard_fail_trade(:t1);
+SELECT * FROM bidguard_fail_trade(:t3);
+SELECT * FROM bidguard_fill_trade(:t1);
+SELECT pg_temp.err(format('SELECT bidguard_fill_trade(%s)', :t1));
+
+-- unknown trades and bots (error)
+SELECT * FROM bidguard_fill_trade(-1);
+SELECT * FROM bidguard_fail_trade(424242);
+SELECT * FROM bidguard_try_trade(99);
+SELECT pg_temp.err('SELECT bidguard_try_trade(99)');
+
+-- NULL required arguments (error)
+SELECT bidguard_set_cooldown(NULL, '1 minute');
+SELECT bidguard_set_cooldown(1, NULL);
+SELECT * FROM bidguard_try_trade(NULL);
+SELECT * FROM bidguard_try_trade(1, NULL);
+SELECT * FROM bidguard_fill_trade(NULL);
+SELECT * FROM bidguard_fail_trade(NULL);
+
+-- bad values (error)
+SELECT bidguard_set_cooldown(1, '-1 second');
+SELECT bidguard_set_cooldown(1, '1 day -25 hours');
+SELECT * FROM bidguard_try_trade(1, '[]');
+SELECT * FROM bidguard_try_trade(1, '"x"');
+SELECT * FROM bidguard_try_trade(1, '{}', '-1 ms');
+
+-- read-only transactions (error)
+BEGIN READ ONLY;
+SELECT * FROM bidguard_try_trade(1);
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT bidguard_set_cooldown(1, '1 minute');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT * FROM bidguard_fill_trade(:t3);
+ROLLBACK;
+
+-- none of the errors changed anything
+SELECT bot_id, count(*), count(*) FILTER (WHERE status = 'failed') AS failed
+  FROM bidguard_trades GROUP BY bot_id ORDER BY bot_id;
+
+--
+-- Plain SQL is guarded by the trigger
+--
+SET bidguard.test_clock = '2026-01-02 10:00:00+00';
+SELECT bidguard_set_cooldown(10, '1 minute');
+-- created_at is stamped with the (test) clock when not given
+INSERT INTO bidguard_trades (bot_id) VALUES (10) RETURNING status, created_at;
+
+-- inside the cooldown (error: 23P01 bidguard_trade_cooldown)
+SET bidguard.test_clock = '2026-01-02 10:00:30+00';
+INSERT INTO bidguard_trades (bot_id) VALUES (10);
+SELECT pg_temp.err('INSERT INTO bidguard_trades (bot_id) VALUES (10)');
+-- back-dating or future-dating past the guard (error)
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 09:59:30+00');
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 10:00:59+00');
+-- a gap of exactly the cooldown, either side, is fine
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 09:59:00+00');
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 10:01:00+00');
+-- a failed trade may be recorded anywhere
+INSERT INTO bidguard_trades (bot_id, status, created_at) VALUES (10, 'failed', '2026-01-02 10:00:10+00');
+-- the function sees trades inserted by plain SQL
+SELECT executed, reason, retry_after FROM bidguard_try_trade(10);
+
+-- UPDATEs that could break the rule are judged (error)
+UPDATE bidguard_trades SET status = 'open' WHERE bot_id = 10 AND status = 'failed';
+UPDATE bidguard_trades SET created_at = '2026-01-02 10:00:20+00' WHERE bot_id = 10 AND created_at = '2026-01-02 09:59:00+00';
+SELECT bidguard_set_cooldown(11, '1 minute');
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (11, '2026-01-02 10:00:30+00');
+UPDATE bidguard_trades SET bot_id = 11 WHERE bot_id = 10 AND created_at = '2026-01-02 10:00:00+00';
+-- ... and those that cannot, are not
+UPDATE bidguard_trades SET trade_data = '{"note": "x"}' WHERE bot_id = 10;
+UPDATE bidguard_trades SET created_at = '2026-01-02 09:58:00+00', filled_at = '2026-01-02 09:58:30+00'
+ WHERE bot_id = 10 AND created_at = '2026-01-02 09:59:00+00';
+
+-- unknown bot by plain SQL (error: 23503)
+INSERT INTO bidguard_trades (bot_id) VALUES (12345);
+SELECT pg_temp.err('INSERT INTO bidguard_trades (bot_id) VALUES (12345)');
+
+-- the table's own constraints (error)
+\set VERBOSITY terse
+INSERT INTO bidguard_trades (bot_id, status) VALUES (10, 'cancelled');
+INSERT INTO bidguard_trades (bot_id, trade_data, created_at) VALUES (10, '[]', '2030-01-01');
+INSERT INTO bidguard_trades (bot_id) VALUES (NULL);
+INSERT INTO bidguard_bots (bot_id, cooldown) VALUES (20, '-1 s');
+\set VERBOSITY default
+
+-- what the guarded data looks like: no violations
+SELECT trade_id IS NOT NULL AS has_id, bot_id, status, created_at, filled_at
+  FROM bidguard_trades WHERE bot_id IN (10, 11) ORDER BY created_at;
+SELECT count(*) AS violations FROM bidguard_cooldown_violations;
+
+--
+-- The audit trail
+--
+SELECT kind, old_status, new_status, detail
+  FROM bidguard_events WHERE trade_id = :t1 ORDER BY occurred_at, kind;
+SELECT kind, old_status, new_status
+  FROM bidguard_events WHERE trade_id = :t3 ORDER BY occurred_at, kind;
+SELECT count(*) AS trades_without_admission_event
+  FROM bidguard_trades AS t
+ WHERE NOT EXISTS (SELECT 1 FROM bidguard_events AS e
+                    WHERE e.event_id = t.atomic_event_id AND e.kind = 'trade_executed'
+                      AND e.trade_id = t.trade_id);
+
+-- a trade whose admission event is on record is not judged again (what
+-- pg_restore does: events first, then trades), even under a longer cooldown
+SELECT bidguard_set_cooldown(10, '1 day');
+CREATE TEMP TABLE saved AS SELECT * FROM bidguard_trades WHERE bot_id = 10;
+ALTER TABLE bidguard_trades DISABLE TRIGGER bidguard_trades_audit_delete;
+DELETE FROM bidguard_trades WHERE bot_id = 10;
+ALTER TABLE bidguard_trades ENABLE TRIGGER bidguard_trades_audit_delete;
+INSERT INTO bidguard_trades SELECT * FROM saved;
+SELECT count(*) AS restored FROM bidguard_trades WHERE bot_id = 10;
+-- a new trade is judged under the new cooldown (error)
+INSERT INTO bidguard_trades (bot_id) VALUES (10);
+-- a trade deleted (and audited as deleted) and inserted again is judged (error)
+DELETE FROM bidguard_trades WHERE bot_id = 10 AND created_at = '2026-01-02 10:00:00+00';
+INSERT INTO bidguard_trades SELECT * FROM saved WHERE created_at = '2026-01-02 10:00:00+00';
+SELECT count(*) AS left_after_copy FROM bidguard_trades WHERE bot_id = 10;
+
+-- only superusers may stop the clock (error)
+CREATE ROLE regress_bidguard_trader;
+SET ROLE regress_bidguard_trader;
+SET bidguard.test_clock = '2030-01-01 00:00:00+00';
+RESET ROLE;
+DROP ROLE regress_bidguard_trader;
+
+-- bidguard.* is reserved for bidguard's own settings (error)
+SET bidguard.no_such_setting = 'x';
+
+RESET bidguard.test_clock;
+SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid IN (25089, 25090, 25091);
