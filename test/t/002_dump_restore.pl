@@ -1,0 +1,213 @@
+
+# Copyright (c) bidguard contributors
+
+# test/t/002_dump_restore.pl
+#	  bidguard's tables hold user data (SPEC §1): pg_dump keeps every row of
+#	  bidguard_bids and bidguard_events, and restoring them neither loses,
+#	  changes nor invents anything.  Bids in every status, made through the
+#	  functions and by plain SQL (moved and deleted ones too, ids full of
+#	  characters COPY must escape), are dumped with pg_dump -Fc and restored
+#	  with pg_restore (serially, with -j 2, and with --single-transaction),
+#	  and with a plain-format pg_dump | psql.  Each copy must be row for row
+#	  identical, its identity sequence must go on after the restored bids,
+#	  and the guards must work on it.
+
+use strict;
+use warnings FATAL => 'all';
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use BidguardTest;
+
+my $node = bidguard_node('dump');
+
+$node->safe_psql('postgres', 'CREATE DATABASE src');
+$node->safe_psql('src', 'CREATE EXTENSION bidguard');
+
+# Bids in every status, through the functions.
+$node->safe_psql(
+	'src', q{
+DO $$
+DECLARE
+	b bigint;
+	i int;
+	paths text[][] := ARRAY[
+		ARRAY[NULL, NULL],              -- pending
+		ARRAY['submitted', NULL],       -- submitted
+		ARRAY['submitted', 'won'],
+		ARRAY['submitted', 'lost'],
+		ARRAY['withdrawn', NULL],
+		ARRAY['expired', NULL],
+		ARRAY['failed', NULL],
+		ARRAY['submitted', 'withdrawn'],
+		ARRAY['submitted', 'expired']];
+BEGIN
+	FOR i IN 1 .. array_length(paths, 1) LOOP
+		SELECT c.bid_id INTO b
+		  FROM bidguard_create_bid('fn', 'posting-' || i,
+		                           jsonb_build_object('i', i, 'price', i * 1.25, 'tags', ARRAY['a', 'b']))
+		    AS c;
+		IF paths[i][1] IS NOT NULL THEN
+			PERFORM bidguard_set_bid_status(b, paths[i][1], 'step one of ' || i);
+		END IF;
+		IF paths[i][2] IS NOT NULL THEN
+			PERFORM bidguard_set_bid_status(b, paths[i][2], 'step two of ' || i);
+		END IF;
+	END LOOP;
+END
+$$;
+-- Several generations of one posting.
+SELECT bidguard_withdraw_posting('fn', 'generations', 'gen 1') FROM bidguard_create_bid('fn', 'generations');
+SELECT bidguard_withdraw_posting('fn', 'generations', 'gen 2') FROM bidguard_create_bid('fn', 'generations');
+SELECT bidguard_create_bid('fn', 'generations', '{"gen": 3}');
+-- Ids and data that COPY and the plain format have to escape.
+SELECT bidguard_create_bid('mk' || chr(9) || '"quoted"' || chr(92),
+                           'line' || chr(10) || 'break, comma; semi ''single'' \N',
+                           jsonb_build_object('s', 'tab' || chr(9) || ' nl' || chr(10) || ' quote" backslash'
+                                                   || chr(92) || ' é 😀'));
+SELECT bidguard_create_bid('marché', 'enchère-😀-' || repeat('é', 200));
+SELECT bidguard_create_bid(repeat('m', 256), repeat('p', 256));
+SELECT bidguard_set_bid_status(bid_id, 'submitted', 'reason with ' || chr(92) || 'N and' || chr(9)) FROM bidguard_create_bid('fn', 'weird reason');
+SELECT bidguard_withdraw_bid(bid_id, NULL) FROM bidguard_create_bid('fn', 'no reason');
+});
+
+# And by plain SQL: inserts, updates, a move, a delete.
+$node->safe_psql(
+	'src', q{
+INSERT INTO bidguard_bids (marketplace_id, posting_id, bid_data)
+	VALUES ('plain', 'p1', '{"via": "insert"}'), ('plain', 'p2', '{}');
+INSERT INTO bidguard_bids (marketplace_id, posting_id, status, status_reason)
+	VALUES ('plain', 'p1', 'lost', 'inserted terminal');
+UPDATE bidguard_bids SET status = 'submitted', status_reason = 'plain submit'
+ WHERE (marketplace_id, posting_id) = ('plain', 'p1') AND status = 'pending';
+UPDATE bidguard_bids SET posting_id = 'p3' WHERE (marketplace_id, posting_id) = ('plain', 'p2');
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('plain', 'doomed');
+DELETE FROM bidguard_bids WHERE (marketplace_id, posting_id) = ('plain', 'doomed');
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('plain', 'p2') ON CONFLICT DO NOTHING;
+});
+
+check_bid_invariants($node, 'source', dbname => 'src');
+
+is( $node->safe_psql(
+		'src', q{
+	SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM bidguard_bids}),
+	'expired,failed,lost,pending,submitted,withdrawn,won',
+	'the source has bids in every status');
+is( $node->safe_psql(
+		'src', q{
+	SELECT string_agg(DISTINCT kind, ',' ORDER BY kind) FROM bidguard_events}),
+	'bid_created,bid_deleted,bid_moved,bid_status_changed',
+	'the source has every kind of bid event');
+
+# A fingerprint of every row of both tables, in key order, and the counts.
+my $fingerprint_sql = q{
+	SELECT (SELECT count(*) FROM bidguard_bids) || ' bids '
+	    || (SELECT md5(coalesce(string_agg(b::text, E'\n' ORDER BY b.bid_id), '')) FROM bidguard_bids AS b)
+	    || ', ' || (SELECT count(*) FROM bidguard_events) || ' events '
+	    || (SELECT md5(coalesce(string_agg(e::text, E'\n' ORDER BY e.event_id), '')) FROM bidguard_events AS e)};
+my $src_fp = $node->safe_psql('src', $fingerprint_sql);
+my $src_max = $node->safe_psql('src', 'SELECT max(bid_id) FROM bidguard_bids');
+my $src_events = $node->safe_psql('src', 'SELECT count(*) FROM bidguard_events');
+note "source: $src_fp; max bid_id $src_max";
+
+my $dump = $node->basedir . '/src.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', 'src' ],
+	'pg_dump -Fc of the source');
+
+# The checks every restored copy must pass.
+sub check_copy
+{
+	my ($db, $label) = @_;
+	is($node->safe_psql($db, $fingerprint_sql),
+		$src_fp, "$label: every row of bidguard_bids and bidguard_events is identical");
+	is( $node->safe_psql(
+			$db, q{SELECT extversion FROM pg_extension WHERE extname = 'bidguard'}),
+		'1.0',
+		"$label: the extension was re-created, not its tables loose");
+	check_bid_invariants($node, $label, dbname => $db);
+
+	# The guards work on the restored data.
+	my ($ret, $out, $err) = $node->psql($db,
+		q{INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('fn', 'posting-1')});
+	like($err, qr/bidguard_bids_one_active/,
+		"$label: a second active bid for a restored posting is refused");
+	($ret, $out, $err) = $node->psql($db,
+		q{UPDATE bidguard_bids SET status = 'pending' WHERE status = 'won'});
+	like($err, qr/cannot move|bidguard_bid_transition/,
+		"$label: a restored won bid cannot leave its terminal status");
+	is( $node->safe_psql(
+			$db, q{
+		SELECT b.bid_id = c.bid_id AND NOT c.created
+		  FROM bidguard_create_bid('fn', 'posting-2') AS c,
+		       bidguard_bids AS b
+		 WHERE (b.marketplace_id, b.posting_id) = ('fn', 'posting-2') AND b.status = 'submitted'}),
+		't',
+		"$label: create_bid returns the restored active bid");
+
+	# A new bid goes on after the restored ones, with exactly one new event.
+	my $new = $node->safe_psql($db,
+		q{SELECT bid_id || ' ' || created::int FROM bidguard_create_bid('fn', 'after restore')});
+	my ($new_id, $created) = split / /, $new;
+	is($created, '1', "$label: create_bid after the restore creates a bid");
+	cmp_ok($new_id, '>', $src_max,
+		"$label: its bid_id ($new_id) is greater than every restored one ($src_max)");
+	is($node->safe_psql($db, 'SELECT count(*) FROM bidguard_events'),
+		$src_events + 1,
+		"$label: the restore invented no event; the new bid added one");
+	is( $node->safe_psql(
+			$db, qq{
+		SELECT count(*) FROM bidguard_events AS e JOIN bidguard_bids AS b
+		    ON e.event_id = b.atomic_event_id
+		 WHERE b.bid_id = $new_id AND e.kind = 'bid_created'}),
+		'1',
+		"$label: the new bid has its creation event");
+	check_bid_invariants($node, "$label after a new bid", dbname => $db);
+	return;
+}
+
+# pg_restore, serially.
+$node->safe_psql('postgres', 'CREATE DATABASE dst_fc');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'dst_fc', $dump ],
+	'pg_restore of the custom-format dump');
+check_copy('dst_fc', 'pg_restore');
+
+# pg_restore with two jobs: the data of the two tables may load in
+# parallel only as far as the dump's dependencies allow.
+$node->safe_psql('postgres', 'CREATE DATABASE dst_j2');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-j', '2', '-d', 'dst_j2', $dump ],
+	'pg_restore -j 2 of the custom-format dump');
+check_copy('dst_j2', 'pg_restore -j 2');
+
+# pg_restore in a single transaction.
+$node->safe_psql('postgres', 'CREATE DATABASE dst_1');
+$node->command_ok(
+	[ 'pg_restore', '--exit-on-error', '--single-transaction', '-d', 'dst_1', $dump ],
+	'pg_restore --single-transaction of the custom-format dump');
+check_copy('dst_1', 'pg_restore --single-transaction');
+
+# Plain format: pg_dump | psql.
+$node->safe_psql('postgres', 'CREATE DATABASE dst_plain');
+{
+	my ($stderr_dump, $stderr_psql) = ('', '');
+	my $ok = IPC::Run::run(
+		[ 'pg_dump', '-Fp', '-h', $node->host, '-p', $node->port, '-d', 'src' ],
+		'2>', \$stderr_dump, '|',
+		[
+			'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', $node->host,
+			'-p', $node->port, '-d', 'dst_plain'
+		],
+		'>', \my $stdout_psql, '2>', \$stderr_psql);
+	ok($ok, 'pg_dump -Fp | psql');
+	is($stderr_dump . $stderr_psql, '', 'pg_dump | psql: no error, no warning');
+}
+check_copy('dst_plain', 'pg_dump | psql');
+
+# And the source, untouched by all the dumping.
+is($node->safe_psql('src', $fingerprint_sql), $src_fp, 'the source is unchanged');
+
+$node->stop;
+done_testing();
