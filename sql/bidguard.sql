@@ -103,7 +103,7 @@ AS 'MODULE_PATHNAME', 'bidguard_audit_trigger'
 LANGUAGE C;
 
 CREATE TRIGGER bidguard_bids_transition
-    BEFORE UPDATE ON @extschema@.bidguard_bids
+    BEFORE INSERT OR UPDATE ON @extschema@.bidguard_bids
     FOR EACH ROW EXECUTE FUNCTION @extschema@.bidguard_bids_transition_trigger();
 
 CREATE TRIGGER bidguard_bids_audit_insert

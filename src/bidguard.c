@@ -143,6 +143,20 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		11, {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID,
 			 TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
 	},
+	/*
+	 * Was this very bid created before: is its creation event on record,
+	 * and it was never deleted since?  (A restored row was not.)
+	 */
+	[BG_PLAN_BID_CREATED] = {
+		"SELECT 1 FROM %1$s.bidguard_events"
+		" WHERE event_id OPERATOR(pg_catalog.=) $1"
+		" AND kind OPERATOR(pg_catalog.=) 'bid_created'"
+		" AND bid_id OPERATOR(pg_catalog.=) $2"
+		" AND NOT EXISTS (SELECT 1 FROM %1$s.bidguard_events AS d"
+		"  WHERE d.bid_id OPERATOR(pg_catalog.=) $2"
+		"  AND d.kind OPERATOR(pg_catalog.=) 'bid_deleted')",
+		2, {UUIDOID, INT8OID}
+	},
 	[BG_PLAN_BOT_COOLDOWN] = {
 		"SELECT cooldown FROM %1$s.bidguard_bots"
 		" WHERE bot_id OPERATOR(pg_catalog.=) $1",

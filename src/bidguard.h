@@ -50,6 +50,7 @@ typedef enum BidguardPlanId
 	BG_PLAN_LOCK_BID,
 	BG_PLAN_UPDATE_BID_STATUS,
 	BG_PLAN_INSERT_EVENT,
+	BG_PLAN_BID_CREATED,
 	BG_PLAN_BOT_COOLDOWN,
 	BG_PLAN_TRADE_CONFLICT,
 	BG_PLAN_INSERT_TRADE,
@@ -94,6 +95,7 @@ extern uint64 bidguard_hash_key(const char *ns, int nslen,
 								const char *key, int keylen);
 extern uint64 bidguard_posting_key(text *marketplace_id, text *posting_id);
 extern void bidguard_lock_posting(uint64 key);
+extern bool bidguard_try_lock_posting(uint64 key);
 extern void bidguard_lock_bot(int64 bot_id);
 extern bool bidguard_try_lock_bot(int64 bot_id, int timeout_ms);
 

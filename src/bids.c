@@ -22,8 +22,10 @@
  *    apply as to any heavyweight lock.
  * 2. A bid row is then locked FOR NO KEY UPDATE (the lock its UPDATE needs
  *    anyway) before its status is read for a transition.  The lock order is
- *    always posting lock, then row lock.  A plain UPDATE takes only the row
- *    lock.  So a single plain UPDATE can only make a function wait.  A
+ *    always posting lock, then row lock: when the row turns out to have been
+ *    moved to another posting while we waited for it, that posting's lock is
+ *    taken only if it is free, else 40001 (see bid_lock_row).  A plain UPDATE
+ *    takes only the row lock.  So a single plain UPDATE can only make a function wait.  A
  *    transaction that holds a bid's row through a plain UPDATE and then calls
  *    a function for the same posting can deadlock with a function call of
  *    another session (posting lock held, waiting for the row); the deadlock
@@ -58,6 +60,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -93,6 +96,13 @@ static const int bid_transitions[BID_NUM_STATUSES] = {
 };
 
 #define BID_IS_ACTIVE(s) ((s) == BID_PENDING || (s) == BID_SUBMITTED)
+
+/*
+ * Set by bid_insert around bidguard_create_bid's own INSERT, whose
+ * timestamps are the server's already, so that the trigger does not look
+ * for a restore.
+ */
+static bool creating_bid = false;
 
 /* What a lookup found of a bid. */
 typedef struct BidRow
@@ -287,8 +297,17 @@ bid_insert(Oid nspid, text *marketplace_id, text *posting_id, Jsonb *bid_data,
 	values[1] = PointerGetDatum(posting_id);
 	values[2] = JsonbPGetDatum(bid_data);
 
-	spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
-			  SPI_OK_INSERT_RETURNING, "inserting the bid");
+	creating_bid = true;
+	PG_TRY();
+	{
+		spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
+				  SPI_OK_INSERT_RETURNING, "inserting the bid");
+	}
+	PG_FINALLY();
+	{
+		creating_bid = false;
+	}
+	PG_END_TRY();
 	if (SPI_processed == 0)
 		return false;
 	bid_row_from_tuple(0, bid);
@@ -317,16 +336,19 @@ raise_bid_serialization_failure(int64 bid_id)
 /*
  * bid_lock_row
  *		Lock a bid's row FOR NO KEY UPDATE and read its status and posting
- *		key.  The caller holds the lock of "expected_key" (or passes 0 to have
- *		the bid's own posting locked first) and is connected to SPI.
+ *		key.  The caller is connected to SPI, and either holds the lock of
+ *		*posting_key or passes 0 to have the bid's own posting locked first.
  *
- * Returns false if the bid does not exist now.  When the bid is found under
- * another posting than the one whose lock is held (a plain UPDATE moved it),
- * that posting's lock is taken too and the row read again, so that on
- * return the caller holds the lock of the posting the bid belongs to.
+ * Returns false if the bid does not exist now.  The lock order is posting,
+ * then row, so when the locked row turns out to belong to another posting
+ * (a plain UPDATE moved it meanwhile) we must not wait for that posting's
+ * lock while holding the row: with "follow", we take it only if it is free
+ * and otherwise raise 40001 (retry); without, we return at once and the
+ * caller sees the other key in *posting_key.
  */
 static bool
-bid_lock_row(Oid nspid, int64 bid_id, BidStatus *status, uint64 *posting_key)
+bid_lock_row(Oid nspid, int64 bid_id, bool follow, BidStatus *status,
+			 uint64 *posting_key)
 {
 	Datum		values[1];
 	uint64		locked_key = *posting_key;
@@ -390,10 +412,21 @@ bid_lock_row(Oid nspid, int64 bid_id, BidStatus *status, uint64 *posting_key)
 								   DatumGetTextPP(SPI_getbinval(tuple, desc, 2, &isnull)));
 		if (key != locked_key)
 		{
-			/* Moved to another posting: hold that posting's lock as well. */
+			/* Moved to another posting while we waited for the row. */
+			if (!follow)
+			{
+				*posting_key = key;
+				return true;
+			}
+			if (!bidguard_try_lock_posting(key))
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update"),
+						 errdetail("Bid %lld was moved to another posting, whose lock is held by another transaction.",
+								   (long long) bid_id),
+						 errhint("Retry the transaction.")));
 			locked_key = key;
-			bidguard_lock_posting(locked_key);
-			continue;
+			continue;			/* read it again under both locks */
 		}
 		*status = bid_status_from_datum(SPI_getbinval(tuple, desc, 3, &isnull));
 		if (*status == BID_UNKNOWN)		/* the table's CHECK prevents it */
@@ -537,7 +570,7 @@ bidguard_set_bid_status(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!bid_lock_row(nspid, bid_id, &old_status, &posting_key))
+	if (!bid_lock_row(nspid, bid_id, true, &old_status, &posting_key))
 		raise_no_such_bid(bid_id);
 	if (old_status != new_status)
 	{
@@ -586,7 +619,7 @@ bidguard_withdraw_bid(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (!bid_lock_row(nspid, bid_id, &status, &posting_key))
+	if (!bid_lock_row(nspid, bid_id, true, &status, &posting_key))
 		raise_no_such_bid(bid_id);
 	if (BID_IS_ACTIVE(status))
 	{
@@ -638,7 +671,7 @@ bidguard_withdraw_posting(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		if (!bid_find_active(nspid, marketplace_id, posting_id, &bid))
 			break;
-		if (!bid_lock_row(nspid, bid.bid_id, &status, &locked_key))
+		if (!bid_lock_row(nspid, bid.bid_id, false, &status, &locked_key))
 			continue;			/* deleted meanwhile by plain SQL */
 		if (locked_key != key || !BID_IS_ACTIVE(status))
 			continue;			/* plain SQL moved or ended it meanwhile */
@@ -665,15 +698,17 @@ bidguard_withdraw_posting(PG_FUNCTION_ARGS)
 }
 
 /*
- * Column numbers of bidguard_bids the transition trigger needs, looked up
- * once per FmgrInfo (that is, per statement).
+ * Column numbers of bidguard_bids the trigger needs, looked up once per
+ * FmgrInfo (that is, per statement).
  */
-typedef struct TransitionColumns
+typedef struct BidColumns
 {
 	int			bid_id;
 	int			status;
+	int			atomic_event_id;
+	int			created_at;
 	int			updated_at;
-} TransitionColumns;
+} BidColumns;
 
 static int
 column_number(Relation rel, const char *name)
@@ -687,13 +722,63 @@ column_number(Relation rel, const char *name)
 }
 
 /*
+ * bid_was_created
+ *		Is the row the very bid that a creation event records (same event
+ *		id and bid), never deleted since?  That is a restore.  Read as the
+ *		events table's owner.
+ */
+static bool
+bid_was_created(Oid nspid, HeapTuple tuple, TupleDesc desc, BidColumns *cols)
+{
+	Datum		values[2];
+	bool		isnull[2];
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		found;
+
+	values[0] = heap_getattr(tuple, cols->atomic_event_id, desc, &isnull[0]);
+	values[1] = heap_getattr(tuple, cols->bid_id, desc, &isnull[1]);
+	if (isnull[0] || isnull[1])
+		return false;
+
+	bidguard_as_events_owner(nspid, &save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_BID_CREATED),
+							   values, NULL, false, 0),
+			  SPI_OK_SELECT, "looking up the creation event");
+	found = (SPI_processed > 0);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return found;
+}
+
+static void
+raise_immutable(Relation rel, int64 bid_id, const char *column)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("%s of bid %lld cannot be changed", column, (long long) bid_id),
+			 errdetail("A bid keeps its bid_id, atomic_event_id and created_at for life: its audit trail refers to them."),
+			 errtableconstraint(rel, "bidguard_bids_immutable")));
+}
+
+/*
  * bidguard_bids_transition_trigger()
  *
- * BEFORE UPDATE FOR EACH ROW on bidguard_bids: rejects a status change that
- * is not an allowed transition (23514, constraint bidguard_bid_transition)
- * and stamps updated_at with the server clock.  Takes no locks of its own:
- * the UPDATE holds the row lock, and under READ COMMITTED OLD is the newest
- * committed version of the row.
+ * BEFORE INSERT OR UPDATE FOR EACH ROW on bidguard_bids.
+ *
+ * UPDATE: rejects a status change that is not an allowed transition (23514,
+ * constraint bidguard_bid_transition) and a change of bid_id,
+ * atomic_event_id or created_at (23514, bidguard_bids_immutable), and
+ * stamps updated_at with the server clock.  Under READ COMMITTED OLD is the
+ * newest committed version of the row.
+ *
+ * INSERT: stamps created_at and updated_at with the server clock, unless the
+ * row is a bid being restored (its creation event is on record), which
+ * keeps its own.
+ *
+ * Takes no locks of its own: the UPDATE holds the row lock.
  */
 PG_FUNCTION_INFO_V1(bidguard_bids_transition_trigger);
 Datum
@@ -703,39 +788,80 @@ bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	desc;
 	BidguardCallState *state;
-	TransitionColumns *cols;
+	BidColumns *cols;
 	HeapTuple	oldtuple,
 				newtuple;
 	bool		isnull;
-	Datum		now;
+	int			attnums[2];
+	Datum		now[2];
+	bool		nulls[2] = {false, false};
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		elog(ERROR, "bidguard_bids_transition_trigger must be fired BEFORE UPDATE FOR EACH ROW");
+		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
+		elog(ERROR, "bidguard_bids_transition_trigger must be fired BEFORE INSERT OR UPDATE FOR EACH ROW");
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
-	oldtuple = trigdata->tg_trigtuple;
-	newtuple = trigdata->tg_newtuple;
 
 	state = bidguard_call_state(fcinfo);
-	cols = (TransitionColumns *) state->columns;
+	cols = (BidColumns *) state->columns;
 	if (cols == NULL)
 	{
-		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TransitionColumns));
+		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(BidColumns));
 		cols->bid_id = column_number(rel, "bid_id");
 		cols->status = column_number(rel, "status");
+		cols->atomic_event_id = column_number(rel, "atomic_event_id");
+		cols->created_at = column_number(rel, "created_at");
 		cols->updated_at = column_number(rel, "updated_at");
 		state->columns = cols;
 	}
+
+	now[0] = now[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		newtuple = trigdata->tg_trigtuple;
+		if (creating_bid || bid_was_created(state->nspid, newtuple, desc, cols))
+			return PointerGetDatum(newtuple);
+		attnums[0] = cols->created_at;
+		attnums[1] = cols->updated_at;
+		return PointerGetDatum(heap_modify_tuple_by_cols(newtuple, desc, 2, attnums,
+														 now, nulls));
+	}
+
+	oldtuple = trigdata->tg_trigtuple;
+	newtuple = trigdata->tg_newtuple;
 
 	{
 		Datum		oldd = heap_getattr(oldtuple, cols->status, desc, &isnull);
 		BidStatus	from = isnull ? BID_UNKNOWN : bid_status_from_datum(oldd);
 		Datum		newd = heap_getattr(newtuple, cols->status, desc, &isnull);
 		BidStatus	to = isnull ? BID_UNKNOWN : bid_status_from_datum(newd);
+		int64		bid_id = DatumGetInt64(heap_getattr(oldtuple, cols->bid_id,
+														desc, &isnull));
+		const char *immutable_names[3] = {"bid_id", "atomic_event_id", "created_at"};
+		int			immutable_cols[3];
+		int			i;
+
+		immutable_cols[0] = cols->bid_id;
+		immutable_cols[1] = cols->atomic_event_id;
+		immutable_cols[2] = cols->created_at;
+		for (i = 0; i < 3; i++)
+		{
+			int			attnum = immutable_cols[i];
+			Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+			bool		n1,
+						n2;
+			Datum		d1 = heap_getattr(oldtuple, attnum, desc, &n1);
+			Datum		d2 = heap_getattr(newtuple, attnum, desc, &n2);
+
+			if (n1 != n2 ||
+				(!n1 && !datumIsEqual(d1, d2, att->attbyval, att->attlen)))
+				raise_immutable(rel, bid_id, immutable_names[i]);
+		}
 
 		/*
 		 * An unknown target status is left to the table's CHECK constraint,
@@ -743,19 +869,12 @@ bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
 		 */
 		if (from != to && from != BID_UNKNOWN && to != BID_UNKNOWN &&
 			!(bid_transitions[from] & BIT(to)))
-		{
-			int64		bid_id = DatumGetInt64(heap_getattr(oldtuple, cols->bid_id,
-															desc, &isnull));
-
 			raise_bad_transition(bid_id, from, to,
 								 get_namespace_name(RelationGetNamespace(rel)),
 								 RelationGetRelationName(rel));
-		}
 	}
 
-	now = TimestampTzGetDatum(GetCurrentTimestamp());
-	isnull = false;
-	newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &cols->updated_at,
-										 &now, &isnull);
-	return PointerGetDatum(newtuple);
+	attnums[0] = cols->updated_at;
+	return PointerGetDatum(heap_modify_tuple_by_cols(newtuple, desc, 1, attnums,
+													 now, nulls));
 }

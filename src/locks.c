@@ -146,6 +146,21 @@ bidguard_lock_posting(uint64 key)
 }
 
 /*
+ * bidguard_try_lock_posting
+ *		Take a posting's lock only if it is free now; false otherwise.
+ */
+bool
+bidguard_try_lock_posting(uint64 key)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
+						 (uint32) (key >> 32), (uint32) key,
+						 BIDGUARD_LOCK_CLASS_BID);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/*
  * bidguard_lock_bot
  *		Take a bot's lock until the end of the transaction, waiting as
  *		lock_timeout allows (55P03 when it expires).

@@ -353,23 +353,19 @@ SELECT results_eq(
     '... and wrote their events');
 
 --
--- Reported gaps, as TODO tests: they do not fail the suite, and pg_prove
--- says "TODO passed" once they are fixed (then drop the todo() line).
--- They come last: while the gaps exist, they change data.
+-- A bid keeps its identity, and its timestamps come from the server clock.
 --
-SELECT todo('reported: plain SQL can rewrite a bid''s identity and its link to its creation event', 2);
 SELECT throws_ok(
     $$UPDATE bidguard_bids SET bid_id = bid_id + 1000000 WHERE (marketplace_id, posting_id) = ('mk', 'p2')$$,
-    NULL, NULL,
+    '23514', NULL,
     'a plain UPDATE of bid_id is refused (it would orphan the bid''s events and collide with the identity later)');
 SELECT throws_ok(
     $$UPDATE bidguard_bids AS b SET atomic_event_id = e.event_id
         FROM bidguard_events AS e
        WHERE (b.marketplace_id, b.posting_id) = ('mk', 'p3') AND e.bid_id = b.bid_id
          AND e.kind <> 'bid_created'$$,
-    NULL, NULL,
+    '23514', NULL,
     'a plain UPDATE of atomic_event_id is refused (it must stay the id of the creating event)');
-SELECT todo('reported: bidguard_bids keeps a client-supplied created_at/updated_at on INSERT (SPEC §2: server clock)', 1);
 CREATE FUNCTION pg_temp.try(sql text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE sql;

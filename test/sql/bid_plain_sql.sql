@@ -68,6 +68,36 @@ INSERT INTO bidguard_bids (marketplace_id, posting_id, status, atomic_event_id)
 VALUES ('sql', 'p5', 'won', '00000000-0000-0000-0000-000000000005');
 SELECT kind, new_status FROM bidguard_events WHERE event_id = '00000000-0000-0000-0000-000000000005';
 
+-- a bid keeps its identity: bid_id, atomic_event_id and created_at (error)
+UPDATE bidguard_bids SET bid_id = bid_id + 1000000 WHERE marketplace_id = 'sql' AND posting_id = 'p1';
+UPDATE bidguard_bids SET atomic_event_id = '00000000-0000-0000-0000-000000000006' WHERE marketplace_id = 'sql' AND posting_id = 'p1';
+UPDATE bidguard_bids SET created_at = created_at - interval '1 day' WHERE marketplace_id = 'sql' AND posting_id = 'p1';
+SELECT pg_temp.err($$UPDATE bidguard_bids SET bid_id = -1 WHERE marketplace_id = 'sql' AND posting_id = 'p1'$$);
+
+-- on INSERT, created_at and updated_at come from the server clock, not the client
+INSERT INTO bidguard_bids (marketplace_id, posting_id, created_at, updated_at)
+VALUES ('sql', 'p6', '2000-01-01', '1999-01-01')
+RETURNING created_at > '2020-01-01' AS created_now, updated_at = created_at AS updated_same;
+SELECT e.occurred_at = b.created_at AS event_at_creation
+  FROM bidguard_bids AS b JOIN bidguard_events AS e ON e.event_id = b.atomic_event_id
+ WHERE b.marketplace_id = 'sql' AND b.posting_id = 'p6';
+
+-- ... except for a bid being restored: its creation event is on record, and
+-- it keeps its own (pg_restore loads the events first)
+CREATE TEMP TABLE saved AS SELECT * FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
+ALTER TABLE bidguard_bids DISABLE TRIGGER bidguard_bids_audit_delete;
+DELETE FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
+ALTER TABLE bidguard_bids ENABLE TRIGGER bidguard_bids_audit_delete;
+UPDATE saved SET created_at = '2001-02-03 04:05:06+00', updated_at = '2001-02-03 04:05:07+00';
+INSERT INTO bidguard_bids SELECT * FROM saved;
+SELECT created_at = '2001-02-03 04:05:06+00' AS kept_created, updated_at = '2001-02-03 04:05:07+00' AS kept_updated
+  FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
+-- a bid deleted (and audited as deleted) and inserted again is a new insert
+DELETE FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
+INSERT INTO bidguard_bids SELECT * FROM saved;
+SELECT created_at > '2020-01-01' AS stamped_again
+  FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
+
 -- at most one active bid per posting, whatever happened above
 SELECT count(*) AS postings_with_two_active FROM bidguard_duplicate_active_bids;
 
