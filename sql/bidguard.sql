@@ -311,29 +311,40 @@ SELECT b.marketplace_id,
 HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 
 --
--- Audit view: pairs of consecutive counting trades of a bot closer than its
--- cooldown.  Empty on guarded data; useful on legacy data.
+-- Audit view: trades admitted inside the cooldown.  SPEC 9 guarantees the
+-- cooldown at admission: each counting trade's created_at (its admission)
+-- is compared with the effective time, as it was at that moment, of the
+-- nearest counting trade of the bot admitted before it: its filled_at if
+-- it had filled by then, else its created_at.  A fill recorded when it
+-- happens is therefore never a violation; a fill reported late, for a time
+-- before a later trade's admission, shows here (the guard admitted that
+-- trade on what it knew).  Empty on guarded data with fills recorded as
+-- they happen; useful on legacy data before guarding it.
 --
 CREATE VIEW @extschema@.bidguard_cooldown_violations AS
 SELECT t.bot_id,
-       t.prev_trade_id,
+       p.trade_id AS prev_trade_id,
        t.trade_id,
-       t.prev_effective_at,
-       t.effective_at,
-       t.effective_at OPERATOR(pg_catalog.-) t.prev_effective_at AS gap,
+       p.effective_at AS prev_effective_at,
+       t.created_at AS admitted_at,
+       t.created_at OPERATOR(pg_catalog.-) p.effective_at AS gap,
        b.cooldown
-  FROM (SELECT tr.bot_id,
-               tr.trade_id,
-               COALESCE(tr.filled_at, tr.created_at) AS effective_at,
-               pg_catalog.lag(tr.trade_id) OVER w AS prev_trade_id,
-               pg_catalog.lag(COALESCE(tr.filled_at, tr.created_at)) OVER w AS prev_effective_at
-          FROM @extschema@.bidguard_trades AS tr
-         WHERE tr.status OPERATOR(pg_catalog.<>) 'failed'
-        WINDOW w AS (PARTITION BY tr.bot_id
-                     ORDER BY COALESCE(tr.filled_at, tr.created_at), tr.trade_id)) AS t
+  FROM @extschema@.bidguard_trades AS t
   JOIN @extschema@.bidguard_bots AS b ON b.bot_id OPERATOR(pg_catalog.=) t.bot_id
- WHERE t.prev_trade_id IS NOT NULL
-   AND (t.effective_at OPERATOR(pg_catalog.-) t.prev_effective_at) OPERATOR(pg_catalog.<) b.cooldown;
+  CROSS JOIN LATERAL (
+        SELECT q.trade_id,
+               CASE WHEN q.filled_at OPERATOR(pg_catalog.<=) t.created_at
+                    THEN q.filled_at ELSE q.created_at END AS effective_at
+          FROM @extschema@.bidguard_trades AS q
+         WHERE q.bot_id OPERATOR(pg_catalog.=) t.bot_id
+           AND q.status OPERATOR(pg_catalog.<>) 'failed'
+           AND (q.created_at OPERATOR(pg_catalog.<) t.created_at
+                OR (q.created_at OPERATOR(pg_catalog.=) t.created_at
+                    AND q.trade_id OPERATOR(pg_catalog.<) t.trade_id))
+         ORDER BY 2 DESC
+         LIMIT 1) AS p
+ WHERE t.status OPERATOR(pg_catalog.<>) 'failed'
+   AND (t.created_at OPERATOR(pg_catalog.-) p.effective_at) OPERATOR(pg_catalog.<) b.cooldown;
 
 --
 -- The tables hold user data: pg_dump keeps their rows, and the identity

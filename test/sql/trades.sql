@@ -178,6 +178,36 @@ SELECT trade_id IS NOT NULL AS has_id, bot_id, status, created_at, filled_at
 SELECT count(*) AS violations FROM bidguard_cooldown_violations;
 
 --
+-- bidguard_cooldown_violations judges each trade at its admission
+--
+SELECT bidguard_set_cooldown(30, '1 hour');
+SELECT bidguard_set_cooldown(31, '1 hour');
+SET bidguard.test_clock = '2026-01-03 09:00:00+00';
+SELECT trade_id AS v1 FROM bidguard_try_trade(30) \gset
+SELECT trade_id AS v3 FROM bidguard_try_trade(31) \gset
+SET bidguard.test_clock = '2026-01-03 10:05:00+00';
+SELECT trade_id AS v2 FROM bidguard_try_trade(30) \gset
+SELECT trade_id AS v4 FROM bidguard_try_trade(31) \gset
+-- a fill recorded when it happens, after the later admission: at that
+-- admission the first trade was open, so no violation
+SET bidguard.test_clock = '2026-01-03 10:30:00+00';
+SELECT changed FROM bidguard_fill_trade(:v1);
+SELECT count(*) AS violations FROM bidguard_cooldown_violations;
+-- a fill reported late, for a time before the later admission: the bot had
+-- traded at 09:30, so the 10:05 trade came 35 minutes after a trade; the
+-- guard admitted it on what it knew, and the audit shows it
+SELECT changed FROM bidguard_fill_trade(:v3, '2026-01-03 09:30:00+00');
+SELECT prev_trade_id = :v3 AS prev_is_v3, trade_id = :v4 AS is_v4, gap, cooldown
+  FROM bidguard_cooldown_violations;
+-- data loaded past the guard (triggers off) shows up too
+ALTER TABLE bidguard_trades DISABLE TRIGGER bidguard_trades_cooldown;
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (30, '2026-01-03 10:20:00+00');
+ALTER TABLE bidguard_trades ENABLE TRIGGER bidguard_trades_cooldown;
+SELECT prev_trade_id = :v2 AS prev_is_v2, gap, cooldown
+  FROM bidguard_cooldown_violations WHERE bot_id = 30;
+DELETE FROM bidguard_trades WHERE bot_id IN (30, 31);
+
+--
 -- The audit trail
 --
 SELECT kind, old_status, new_status, detail
