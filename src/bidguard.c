@@ -39,6 +39,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/tuplestore.h"
 
@@ -418,6 +419,60 @@ bidguard_as_events_owner(Oid nspid, Oid *save_userid, int *save_sec_context)
 	SetUserIdAndSecContext(owner, *save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/*
+ * bidguard_spi_check
+ *		An SPI call's result code must be the expected one; anything else is
+ *		a bug, not a user error.
+ */
+void
+bidguard_spi_check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		elog(ERROR, "bidguard: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+/*
+ * bidguard_column
+ *		A trigger's column number by name; the tables are bidguard's own, so
+ *		a missing column is a bug (or a user who altered them).
+ */
+int
+bidguard_column(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
+			 name, RelationGetRelationName(rel));
+	return attnum;
+}
+
+/*
+ * bidguard_event_on_record
+ *		Run one of the "was this row created before?" lookups
+ *		(BG_PLAN_BID_CREATED, BG_PLAN_TRADE_ADMITTED) as the owner of the
+ *		audit trail; true if it finds the event.  Opens its own SPI
+ *		connection.
+ */
+bool
+bidguard_event_on_record(Oid nspid, BidguardPlanId id, Datum *values)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	bool		found;
+
+	bidguard_as_events_owner(nspid, &save_userid, &save_sec_context);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, id), values, NULL,
+										false, 0),
+					   SPI_OK_SELECT, "looking up the audit trail");
+	found = (SPI_processed > 0);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return found;
 }
 
 /*

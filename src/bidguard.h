@@ -22,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 #include "utils/timestamp.h"
 
 /*
@@ -87,6 +88,9 @@ extern void bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno,
 extern void bidguard_return_row(FunctionCallInfo fcinfo, Datum *values,
 								bool *nulls);
 extern TimestampTz bidguard_now(void);
+extern void bidguard_spi_check(int rc, int expected, const char *what);
+extern int	bidguard_column(Relation rel, const char *name);
+extern bool bidguard_event_on_record(Oid nspid, BidguardPlanId id, Datum *values);
 extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
 									 int *save_sec_context);
 

@@ -194,13 +194,6 @@ raise_bad_transition(int64 bid_id, BidStatus from, BidStatus to,
 }
 
 static void
-spi_check(int rc, int expected, const char *what)
-{
-	if (rc != expected)
-		elog(ERROR, "bidguard: %s failed: %s", what, SPI_result_code_string(rc));
-}
-
-static void
 bid_row_from_tuple(int row, BidRow *bid)
 {
 	HeapTuple	tuple = SPI_tuptable->vals[row];
@@ -246,7 +239,7 @@ bid_find_active(Oid nspid, text *marketplace_id, text *posting_id, BidRow *bid)
 	values[0] = PointerGetDatum(marketplace_id);
 	values[1] = PointerGetDatum(posting_id);
 
-	spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
+	bidguard_spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
 			  SPI_OK_SELECT, "looking up the active bid");
 	if (SPI_processed > 1)
 		elog(ERROR, "bidguard: posting has %llu active bids",
@@ -260,7 +253,7 @@ bid_find_active(Oid nspid, text *marketplace_id, text *posting_id, BidRow *bid)
 		bool		found_now;
 		int64		bid_id_now = 0;
 
-		spi_check(SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+		bidguard_spi_check(SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 									   InvalidSnapshot, false, false, 0),
 				  SPI_OK_SELECT, "looking up the active bid");
 		found_now = (SPI_processed == 1);
@@ -300,7 +293,7 @@ bid_insert(Oid nspid, text *marketplace_id, text *posting_id, Jsonb *bid_data,
 	creating_bid = true;
 	PG_TRY();
 	{
-		spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
+		bidguard_spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
 				  SPI_OK_INSERT_RETURNING, "inserting the bid");
 	}
 	PG_FINALLY();
@@ -367,7 +360,7 @@ bid_lock_row(Oid nspid, int64 bid_id, bool follow, BidStatus *status,
 		if (locked_key == 0)
 		{
 			/* Where is the bid now?  Latest snapshot: we lock nothing yet. */
-			spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_BID_POSTING),
+			bidguard_spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_BID_POSTING),
 										   values, NULL, GetLatestSnapshot(),
 										   InvalidSnapshot, false, false, 0),
 					  SPI_OK_SELECT, "looking up the bid");
@@ -376,7 +369,7 @@ bid_lock_row(Oid nspid, int64 bid_id, bool follow, BidStatus *status,
 				/* Gone.  Under a transaction snapshot, visible but gone is 40001. */
 				if (IsolationUsesXactSnapshot())
 				{
-					spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_BID_POSTING),
+					bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_BID_POSTING),
 											   values, NULL, false, 0),
 							  SPI_OK_SELECT, "looking up the bid");
 					if (SPI_processed > 0)
@@ -391,7 +384,7 @@ bid_lock_row(Oid nspid, int64 bid_id, bool follow, BidStatus *status,
 			bidguard_lock_posting(locked_key);
 		}
 
-		spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_LOCK_BID),
+		bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_LOCK_BID),
 								   values, NULL, false, 0),
 				  SPI_OK_SELECT, "locking the bid");
 		if (SPI_processed == 0)
@@ -452,7 +445,7 @@ bid_update_status(Oid nspid, int64 bid_id, BidStatus status, text *reason)
 	if (reason == NULL)
 		nulls[2] = 'n';
 
-	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPDATE_BID_STATUS),
+	bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPDATE_BID_STATUS),
 							   values, nulls, false, 0),
 			  SPI_OK_UPDATE, "updating the bid");
 	if (SPI_processed != 1)
@@ -710,17 +703,6 @@ typedef struct BidColumns
 	int			updated_at;
 } BidColumns;
 
-static int
-column_number(Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
-			 name, RelationGetRelationName(rel));
-	return attnum;
-}
-
 /*
  * bid_was_created
  *		Is the row the very bid that a creation event records (same event
@@ -732,25 +714,12 @@ bid_was_created(Oid nspid, HeapTuple tuple, TupleDesc desc, BidColumns *cols)
 {
 	Datum		values[2];
 	bool		isnull[2];
-	Oid			save_userid;
-	int			save_sec_context;
-	bool		found;
 
 	values[0] = heap_getattr(tuple, cols->atomic_event_id, desc, &isnull[0]);
 	values[1] = heap_getattr(tuple, cols->bid_id, desc, &isnull[1]);
 	if (isnull[0] || isnull[1])
 		return false;
-
-	bidguard_as_events_owner(nspid, &save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_BID_CREATED),
-							   values, NULL, false, 0),
-			  SPI_OK_SELECT, "looking up the creation event");
-	found = (SPI_processed > 0);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return found;
+	return bidguard_event_on_record(nspid, BG_PLAN_BID_CREATED, values);
 }
 
 static void
@@ -811,11 +780,11 @@ bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
 	if (cols == NULL)
 	{
 		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(BidColumns));
-		cols->bid_id = column_number(rel, "bid_id");
-		cols->status = column_number(rel, "status");
-		cols->atomic_event_id = column_number(rel, "atomic_event_id");
-		cols->created_at = column_number(rel, "created_at");
-		cols->updated_at = column_number(rel, "updated_at");
+		cols->bid_id = bidguard_column(rel, "bid_id");
+		cols->status = bidguard_column(rel, "status");
+		cols->atomic_event_id = bidguard_column(rel, "atomic_event_id");
+		cols->created_at = bidguard_column(rel, "created_at");
+		cols->updated_at = bidguard_column(rel, "updated_at");
 		state->columns = cols;
 	}
 

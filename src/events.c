@@ -74,23 +74,11 @@ typedef struct AuditColumns
 	int			filled_at;		/* trades */
 } AuditColumns;
 
-static int
-audit_column(TupleDesc desc, Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(desc, name);
-
-	if (attnum <= 0)
-		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
-			 name, RelationGetRelationName(rel));
-	return attnum;
-}
-
 static AuditColumns *
 audit_columns(FunctionCallInfo fcinfo, BidguardCallState *state,
 			  TriggerData *trigdata)
 {
 	Relation	rel = trigdata->tg_relation;
-	TupleDesc	desc = RelationGetDescr(rel);
 	AuditColumns *cols = (AuditColumns *) state->columns;
 
 	if (cols != NULL)
@@ -102,23 +90,23 @@ audit_columns(FunctionCallInfo fcinfo, BidguardCallState *state,
 	if (strcmp(trigdata->tg_trigger->tgargs[0], "trade") == 0)
 	{
 		cols->is_trade = true;
-		cols->id = audit_column(desc, rel, "trade_id");
-		cols->key1 = audit_column(desc, rel, "bot_id");
-		cols->filled_at = audit_column(desc, rel, "filled_at");
+		cols->id = bidguard_column(rel, "trade_id");
+		cols->key1 = bidguard_column(rel, "bot_id");
+		cols->filled_at = bidguard_column(rel, "filled_at");
 	}
 	else if (strcmp(trigdata->tg_trigger->tgargs[0], "bid") == 0)
 	{
-		cols->id = audit_column(desc, rel, "bid_id");
-		cols->key1 = audit_column(desc, rel, "marketplace_id");
-		cols->key2 = audit_column(desc, rel, "posting_id");
+		cols->id = bidguard_column(rel, "bid_id");
+		cols->key1 = bidguard_column(rel, "marketplace_id");
+		cols->key2 = bidguard_column(rel, "posting_id");
 	}
 	else
 		elog(ERROR, "bidguard_audit_trigger: unknown table kind \"%s\"",
 			 trigdata->tg_trigger->tgargs[0]);
-	cols->status = audit_column(desc, rel, "status");
-	cols->status_reason = audit_column(desc, rel, "status_reason");
-	cols->atomic_event_id = audit_column(desc, rel, "atomic_event_id");
-	cols->created_at = audit_column(desc, rel, "created_at");
+	cols->status = bidguard_column(rel, "status");
+	cols->status_reason = bidguard_column(rel, "status_reason");
+	cols->atomic_event_id = bidguard_column(rel, "atomic_event_id");
+	cols->created_at = bidguard_column(rel, "created_at");
 	state->columns = cols;
 	return cols;
 }

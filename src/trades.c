@@ -79,13 +79,6 @@ typedef struct TradeAdmission
 
 static TradeAdmission admission = {false, 0, 0};
 
-static void
-spi_check(int rc, int expected, const char *what)
-{
-	if (rc != expected)
-		elog(ERROR, "bidguard: %s failed: %s", what, SPI_result_code_string(rc));
-}
-
 static char *
 interval_text(Interval *iv)
 {
@@ -136,7 +129,7 @@ bot_cooldown(Oid nspid, int64 bot_id)
 	Interval   *iv;
 
 	values[0] = Int64GetDatum(bot_id);
-	spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_BOT_COOLDOWN),
+	bidguard_spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_BOT_COOLDOWN),
 								   values, NULL, GetLatestSnapshot(),
 								   InvalidSnapshot, false, false, 0),
 			  SPI_OK_SELECT, "looking up the bot");
@@ -184,7 +177,7 @@ trade_conflict(Oid nspid, int64 bot_id, TimestampTz at, Interval *cooldown,
 	if (!exclude)
 		nulls[3] = 'n';
 
-	spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
+	bidguard_spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
 			  SPI_OK_SELECT, "checking the cooldown");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
@@ -197,7 +190,7 @@ trade_conflict(Oid nspid, int64 bot_id, TimestampTz at, Interval *cooldown,
 	{
 		bool		isnull_now;
 
-		spi_check(SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
+		bidguard_spi_check(SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
 									   InvalidSnapshot, false, false, 0),
 				  SPI_OK_SELECT, "checking the cooldown");
 		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -245,7 +238,7 @@ bidguard_set_cooldown(PG_FUNCTION_ARGS)
 	values[1] = IntervalPGetDatum(cooldown);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPSERT_BOT),
+	bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPSERT_BOT),
 							   values, NULL, false, 0),
 			  SPI_OK_INSERT, "registering the bot");
 	SPI_finish();
@@ -330,7 +323,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 			admission.created_at = now;
 			PG_TRY();
 			{
-				spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_INSERT_TRADE),
+				bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_INSERT_TRADE),
 										   ivalues, NULL, false, 0),
 						  SPI_OK_INSERT_RETURNING, "inserting the trade");
 			}
@@ -416,7 +409,7 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 		elog(ERROR, "SPI_connect failed");
 
 	values[0] = Int64GetDatum(trade_id);
-	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_LOCK_TRADE),
+	bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_LOCK_TRADE),
 							   values, NULL, false, 0),
 			  SPI_OK_SELECT, "locking the trade");
 	if (SPI_processed == 0)
@@ -424,7 +417,7 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 		/* Under a transaction snapshot, existing but invisible is 40001. */
 		if (IsolationUsesXactSnapshot())
 		{
-			spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_TRADE_EXISTS),
+			bidguard_spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_TRADE_EXISTS),
 										   values, NULL, GetLatestSnapshot(),
 										   InvalidSnapshot, false, false, 0),
 					  SPI_OK_SELECT, "looking up the trade");
@@ -466,7 +459,7 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 			else
 				values[3] = PG_GETARG_DATUM(1);
 		}
-		spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPDATE_TRADE),
+		bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPDATE_TRADE),
 								   values, nulls, false, 0),
 				  SPI_OK_UPDATE, "updating the trade");
 		status = MemoryContextStrdup(callcxt, to_status);
@@ -524,17 +517,6 @@ typedef struct TradeColumns
 	int			filled_at;
 } TradeColumns;
 
-static int
-trade_column(Relation rel, const char *name)
-{
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
-
-	if (attnum <= 0)
-		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
-			 name, RelationGetRelationName(rel));
-	return attnum;
-}
-
 static bool
 status_counts(HeapTuple tuple, int attnum, TupleDesc desc)
 {
@@ -559,23 +541,13 @@ trade_was_admitted(Oid nspid, HeapTuple tuple, TupleDesc desc, TradeColumns *col
 {
 	Datum		values[3];
 	bool		isnull[3];
-	Oid			save_userid;
-	int			save_sec_context;
-	bool		found;
 
 	values[0] = heap_getattr(tuple, cols->atomic_event_id, desc, &isnull[0]);
 	values[1] = heap_getattr(tuple, cols->trade_id, desc, &isnull[1]);
 	values[2] = heap_getattr(tuple, cols->bot_id, desc, &isnull[2]);
 	if (isnull[0] || isnull[1] || isnull[2])
 		return false;
-
-	bidguard_as_events_owner(nspid, &save_userid, &save_sec_context);
-	spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_TRADE_ADMITTED),
-							   values, NULL, false, 0),
-			  SPI_OK_SELECT, "looking up the admission event");
-	found = (SPI_processed > 0);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return found;
+	return bidguard_event_on_record(nspid, BG_PLAN_TRADE_ADMITTED, values);
 }
 
 /*
@@ -619,12 +591,12 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	if (cols == NULL)
 	{
 		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TradeColumns));
-		cols->trade_id = trade_column(rel, "trade_id");
-		cols->bot_id = trade_column(rel, "bot_id");
-		cols->status = trade_column(rel, "status");
-		cols->atomic_event_id = trade_column(rel, "atomic_event_id");
-		cols->created_at = trade_column(rel, "created_at");
-		cols->filled_at = trade_column(rel, "filled_at");
+		cols->trade_id = bidguard_column(rel, "trade_id");
+		cols->bot_id = bidguard_column(rel, "bot_id");
+		cols->status = bidguard_column(rel, "status");
+		cols->atomic_event_id = bidguard_column(rel, "atomic_event_id");
+		cols->created_at = bidguard_column(rel, "created_at");
+		cols->filled_at = bidguard_column(rel, "filled_at");
 		state->columns = cols;
 	}
 
