@@ -158,27 +158,25 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		"  AND d.kind OPERATOR(pg_catalog.=) 'bid_deleted')",
 		2, {UUIDOID, INT8OID}
 	},
-	[BG_PLAN_BOT_COOLDOWN] = {
-		"SELECT cooldown FROM %1$s.bidguard_bots"
-		" WHERE bot_id OPERATOR(pg_catalog.=) $1",
-		1, {INT8OID}
-	},
 	/*
-	 * The bot's counting trades whose effective time is within the cooldown
-	 * of $2, either side, other than trade $4: how long until $2 would be
-	 * clear of all of them (NULL when none).  Served by
-	 * bidguard_trades_cooldown_idx.
+	 * The bot's cooldown, and how long until time $2 is clear of the bot's
+	 * counting trades other than trade $3 whose effective time is within
+	 * the cooldown of $2, either side (NULL when none).  No row: the bot is
+	 * not registered.  The subquery is served by bidguard_trades_cooldown_idx.
 	 */
-	[BG_PLAN_TRADE_CONFLICT] = {
-		"SELECT (pg_catalog.max(COALESCE(filled_at, created_at))"
-		"  OPERATOR(pg_catalog.+) $3) OPERATOR(pg_catalog.-) $2"
-		" FROM %1$s.bidguard_trades"
-		" WHERE bot_id OPERATOR(pg_catalog.=) $1"
-		" AND status OPERATOR(pg_catalog.<>) 'failed'"
-		" AND COALESCE(filled_at, created_at) OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) $3)"
-		" AND COALESCE(filled_at, created_at) OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.+) $3)"
-		" AND trade_id IS DISTINCT FROM $4",
-		4, {INT8OID, TIMESTAMPTZOID, INTERVALOID, INT8OID}
+	[BG_PLAN_TRADE_DECISION] = {
+		"SELECT b.cooldown,"
+		" (SELECT (pg_catalog.max(COALESCE(t.filled_at, t.created_at))"
+		"   OPERATOR(pg_catalog.+) b.cooldown) OPERATOR(pg_catalog.-) $2"
+		"  FROM %1$s.bidguard_trades AS t"
+		"  WHERE t.bot_id OPERATOR(pg_catalog.=) $1"
+		"  AND t.status OPERATOR(pg_catalog.<>) 'failed'"
+		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) b.cooldown)"
+		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.+) b.cooldown)"
+		"  AND t.trade_id IS DISTINCT FROM $3)"
+		" FROM %1$s.bidguard_bots AS b"
+		" WHERE b.bot_id OPERATOR(pg_catalog.=) $1",
+		3, {INT8OID, TIMESTAMPTZOID, INT8OID}
 	},
 	[BG_PLAN_INSERT_TRADE] = {
 		"INSERT INTO %1$s.bidguard_trades AS t (bot_id, trade_data, created_at)"

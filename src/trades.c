@@ -114,34 +114,6 @@ interval_ms(Interval *iv)
 	return (int) ((usecs + 999) / 1000);
 }
 
-/*
- * bot_cooldown
- *		The bot's cooldown, read with the latest snapshot (the caller holds
- *		the bot's lock, which bidguard_set_cooldown takes too), or NULL if the
- *		bot is not registered.  The result is palloc'd in the caller's
- *		(upper) memory context.
- */
-static Interval *
-bot_cooldown(Oid nspid, int64 bot_id)
-{
-	Datum		values[1];
-	bool		isnull;
-	Interval   *iv;
-
-	values[0] = Int64GetDatum(bot_id);
-	bidguard_spi_check(SPI_execute_snapshot(bidguard_plan(nspid, BG_PLAN_BOT_COOLDOWN),
-								   values, NULL, GetLatestSnapshot(),
-								   InvalidSnapshot, false, false, 0),
-			  SPI_OK_SELECT, "looking up the bot");
-	if (SPI_processed == 0)
-		return NULL;
-	iv = SPI_palloc(sizeof(Interval));
-	memcpy(iv, DatumGetIntervalP(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull)),
-		   sizeof(Interval));
-	return iv;
-}
-
 static void
 raise_unknown_bot(int64 bot_id, Relation rel)
 {
@@ -153,57 +125,77 @@ raise_unknown_bot(int64 bot_id, Relation rel)
 }
 
 /*
- * trade_conflict
- *		How long until time "at" is clear of the bot's other counting trades
- *		(NULL: it is clear now).  The caller holds the bot's lock and is
- *		connected to SPI.  Under a transaction snapshot, the answer must not
- *		depend on trades committed after the snapshot (40001).
+ * trade_decide
+ *		The bot's cooldown, and how long until time "at" is clear of the
+ *		bot's other counting trades (*retry = NULL: it is clear now), in one
+ *		statement.  Raises 23503 for an unknown bot.  The caller holds the
+ *		bot's lock and is connected to SPI; the results are palloc'd in the
+ *		caller's (upper) memory context.
+ *
+ * Under READ COMMITTED the statement's fresh snapshot sees every admission,
+ * fill, failure and cooldown change committed before the lock was ours.
+ * Under a transaction snapshot the decision must not depend on anything
+ * committed after it: the statement runs with the transaction snapshot and
+ * with the latest one, and if they disagree on the bot or on the decision,
+ * that is 40001; otherwise the latest values are returned.
  */
-static Interval *
-trade_conflict(Oid nspid, int64 bot_id, TimestampTz at, Interval *cooldown,
-			   int64 exclude_trade_id, bool exclude)
+static void
+trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
+			 bool exclude, Relation rel, Interval **cooldown, Interval **retry)
 {
-	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_TRADE_CONFLICT);
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_TRADE_DECISION);
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	bool		found;
+	bool		clear = true;
 	bool		isnull;
 	Datum		d;
-	Interval   *retry = NULL;
 
 	values[0] = Int64GetDatum(bot_id);
 	values[1] = TimestampTzGetDatum(at);
-	values[2] = IntervalPGetDatum(cooldown);
-	values[3] = Int64GetDatum(exclude_trade_id);
+	values[2] = Int64GetDatum(exclude_trade_id);
 	if (!exclude)
-		nulls[3] = 'n';
-
-	bidguard_spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
-			  SPI_OK_SELECT, "checking the cooldown");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-	{
-		retry = SPI_palloc(sizeof(Interval));
-		memcpy(retry, DatumGetIntervalP(d), sizeof(Interval));
-	}
+		nulls[2] = 'n';
 
 	if (IsolationUsesXactSnapshot())
 	{
-		bool		isnull_now;
-
-		bidguard_spi_check(SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
-									   InvalidSnapshot, false, false, 0),
-				  SPI_OK_SELECT, "checking the cooldown");
-		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-							 &isnull_now);
-		if (isnull != isnull_now)
+		bidguard_spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
+						   SPI_OK_SELECT, "checking the cooldown");
+		found = (SPI_processed == 1);
+		if (found)
+			(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+								 &clear);
+		bidguard_spi_check(SPI_execute_snapshot(plan, values, nulls,
+												GetLatestSnapshot(),
+												InvalidSnapshot, false, false, 0),
+						   SPI_OK_SELECT, "checking the cooldown");
+		if (found != (SPI_processed == 1) ||
+			(found && clear != heap_attisnull(SPI_tuptable->vals[0], 2,
+											  SPI_tuptable->tupdesc)))
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize access due to concurrent update"),
-					 errdetail("A trade of bot %lld was admitted, filled or failed after this transaction's snapshot was taken.",
+					 errdetail("Bot %lld or one of its trades was changed after this transaction's snapshot was taken.",
 							   (long long) bot_id),
 					 errhint("Retry the transaction.")));
 	}
-	return retry;
+	else
+		bidguard_spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
+						   SPI_OK_SELECT, "checking the cooldown");
+
+	if (SPI_processed == 0)
+		raise_unknown_bot(bot_id, rel);
+
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*cooldown = SPI_palloc(sizeof(Interval));
+	memcpy(*cooldown, DatumGetIntervalP(d), sizeof(Interval));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*retry = NULL;
+	if (!isnull)
+	{
+		*retry = SPI_palloc(sizeof(Interval));
+		memcpy(*retry, DatumGetIntervalP(d), sizeof(Interval));
+	}
 }
 
 /*
@@ -302,11 +294,8 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		cooldown = bot_cooldown(nspid, bot_id);
-		if (cooldown == NULL)
-			raise_unknown_bot(bot_id, NULL);
 		now = bidguard_now();
-		retry = trade_conflict(nspid, bot_id, now, cooldown, 0, false);
+		trade_decide(nspid, bot_id, now, 0, false, NULL, &cooldown, &retry);
 		if (retry != NULL)
 			reason = "cooldown";
 		else
@@ -664,11 +653,8 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 			elog(ERROR, "SPI_connect failed");
 		if (!(is_insert && trade_was_admitted(state->nspid, newtuple, desc, cols)))
 		{
-			cooldown = bot_cooldown(state->nspid, bot_id);
-			if (cooldown == NULL)
-				raise_unknown_bot(bot_id, rel);
-			retry = trade_conflict(state->nspid, bot_id, effective, cooldown,
-								   trade_id, !trade_id_isnull);
+			trade_decide(state->nspid, bot_id, effective, trade_id,
+						 !trade_id_isnull, rel, &cooldown, &retry);
 			if (retry != NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_EXCLUSION_VIOLATION),
