@@ -1,0 +1,2 @@
+-- demo/trade_invariant.sql — the one-line check of the guarded trades: bidguard's own audit view finds no two trades of a bot closer than its cooldown, and every trade has its trade_executed event.
+SELECT NOT EXISTS (SELECT FROM bidguard_cooldown_violations) AS no_cooldown_violation, NOT EXISTS (SELECT FROM bidguard_trades t WHERE NOT EXISTS (SELECT FROM bidguard_events e WHERE e.kind = 'trade_executed' AND e.event_id = t.atomic_event_id)) AS every_trade_has_its_event;
