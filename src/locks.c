@@ -191,6 +191,15 @@ lock_acquire_within(const LOCKTAG *tag, int timeout_ms)
 		LockTimeout = timeout_ms;
 		(void) LockAcquire(tag, ExclusiveLock, false, false);
 		LockTimeout = save_lock_timeout;
+
+		/*
+		 * If the timer fired just as the lock was granted, ProcSleep() leaves
+		 * the lock-timeout cancel pending; take it here, inside the
+		 * subtransaction, rather than let it fail a later statement.  The
+		 * lock then goes with the subtransaction, and the answer is "not
+		 * obtained in time".
+		 */
+		CHECK_FOR_INTERRUPTS();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
