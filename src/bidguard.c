@@ -192,7 +192,7 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		2, {INT8OID, INTERVALOID}
 	},
 	[BG_PLAN_LOCK_TRADE] = {
-		"SELECT bot_id, status FROM %1$s.bidguard_trades"
+		"SELECT bot_id, status, created_at FROM %1$s.bidguard_trades"
 		" WHERE trade_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
 		1, {INT8OID}
 	},

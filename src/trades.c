@@ -352,6 +352,39 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 }
 
 /*
+ * check_fill_time
+ *		A trade fills between its admission and now.  A fill time outside
+ *		that range would move the trade's effective time out of the way of
+ *		the cooldown (before its admission, or far ahead of the window), and
+ *		free the bot at once.  22023 for the function's argument; for plain
+ *		SQL ("rel" given), 23514 with constraint bidguard_trade_fill_time.
+ */
+static void
+check_fill_time(int64 trade_id, TimestampTz created_at, TimestampTz filled_at,
+				TimestampTz now, Relation rel)
+{
+	int			code = rel ? ERRCODE_CHECK_VIOLATION : ERRCODE_INVALID_PARAMETER_VALUE;
+
+	if (filled_at < created_at)
+		ereport(ERROR,
+				(errcode(code),
+				 errmsg("filled_at must not be before the trade was admitted"),
+				 errdetail("Trade %lld was admitted at %s; the fill time given is %s.",
+						   (long long) trade_id, pstrdup(timestamptz_to_str(created_at)),
+						   pstrdup(timestamptz_to_str(filled_at))),
+				 rel ? errtableconstraint(rel, "bidguard_trade_fill_time") : 0));
+	if (filled_at > now)
+		ereport(ERROR,
+				(errcode(code),
+				 errmsg("filled_at must not be in the future"),
+				 errdetail("The fill time given is %s; the server clock says %s.",
+						   pstrdup(timestamptz_to_str(filled_at)),
+						   pstrdup(timestamptz_to_str(now))),
+				 errhint("Omit filled_at to record the fill at the server's time."),
+				 rel ? errtableconstraint(rel, "bidguard_trade_fill_time") : 0));
+}
+
+/*
  * Trade statuses the functions move between: open -> filled | failed.
  */
 static void
@@ -380,6 +413,7 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 	Oid			nspid = bidguard_schema(fcinfo);
 	int64		trade_id;
 	int64		bot_id;
+	TimestampTz created_at;
 	char	   *status;
 	bool		changed = false;
 	bool		isnull;
@@ -424,6 +458,8 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 	}
 	bot_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
+	created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 3, &isnull));
 	status = MemoryContextStrdup(callcxt,
 								 TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
 																   SPI_tuptable->tupdesc,
@@ -436,8 +472,11 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 		values[1] = CStringGetTextDatum(to_status);
 		if (fill)
 		{
-			values[2] = PG_ARGISNULL(1) ? TimestampTzGetDatum(bidguard_now())
-				: PG_GETARG_DATUM(1);
+			TimestampTz now = bidguard_now();
+
+			if (!PG_ARGISNULL(1))
+				check_fill_time(trade_id, created_at, PG_GETARG_TIMESTAMPTZ(1), now, NULL);
+			values[2] = PG_ARGISNULL(1) ? TimestampTzGetDatum(now) : PG_GETARG_DATUM(1);
 			nulls[3] = 'n';
 		}
 		else
@@ -619,6 +658,37 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 			 !status_counts(oldtuple, cols->status, desc));
 	}
 
+	/* A fill time set or moved by plain SQL must lie in [created_at, now]. */
+	{
+		bool		filled_isnull;
+		Datum		filled = heap_getattr(newtuple, cols->filled_at, desc, &filled_isnull);
+
+		if (!filled_isnull && !created_isnull)
+		{
+			bool		moved = is_insert;
+
+			if (!is_insert)
+			{
+				bool		n1,
+							n2;
+				Datum		old_filled = heap_getattr(trigdata->tg_trigtuple,
+													  cols->filled_at, desc, &n1);
+				Datum		old_created = heap_getattr(trigdata->tg_trigtuple,
+													   cols->created_at, desc, &n2);
+
+				moved = n1 || n2 ||
+					DatumGetTimestampTz(old_filled) != DatumGetTimestampTz(filled) ||
+					DatumGetTimestampTz(old_created) != DatumGetTimestampTz(created);
+			}
+			if (moved &&
+				!(is_insert && trade_was_admitted(state->nspid, newtuple, desc, cols)))
+				check_fill_time(DatumGetInt64(heap_getattr(newtuple, cols->trade_id,
+														   desc, &isnull)),
+								DatumGetTimestampTz(created),
+								DatumGetTimestampTz(filled), bidguard_now(), rel);
+		}
+	}
+
 	if (!check && !(is_insert && created_isnull))
 		return PointerGetDatum(newtuple);
 
@@ -628,10 +698,20 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	{
 		int			attnum = cols->created_at;
 
+		bool		filled_isnull;
+		Datum		filled;
+
 		created = TimestampTzGetDatum(bidguard_now());
 		created_isnull = false;
 		newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum,
 											 &created, &created_isnull);
+		filled = heap_getattr(newtuple, cols->filled_at, desc, &filled_isnull);
+		if (!filled_isnull)
+			check_fill_time(DatumGetInt64(heap_getattr(newtuple, cols->trade_id,
+													   desc, &isnull)),
+							DatumGetTimestampTz(created),
+							DatumGetTimestampTz(filled), DatumGetTimestampTz(created),
+							rel);
 	}
 
 	if (check && !created_isnull)

@@ -73,6 +73,7 @@ SELECT executed, reason FROM bidguard_try_trade(1);
 -- the effective time is filled_at once filled: a late fill moves the cooldown
 SET bidguard.test_clock = '2026-01-01 12:00:00+00';
 SELECT trade_id AS t2 FROM bidguard_try_trade(1) \gset
+SET bidguard.test_clock = '2026-01-01 12:00:45+00';
 SELECT changed, status FROM bidguard_fill_trade(:t2, '2026-01-01 12:00:40+00');
 SET bidguard.test_clock = '2026-01-01 12:01:10+00';
 SELECT executed, reason, retry_after FROM bidguard_try_trade(1);
@@ -82,6 +83,19 @@ SELECT trade_id AS t3 FROM bidguard_try_trade(1) \gset
 SET bidguard.test_clock = '2026-01-01 13:00:05+00';
 SELECT changed, status FROM bidguard_fill_trade(:t3);
 SELECT filled_at FROM bidguard_trades WHERE trade_id = :t3;
+
+-- a trade fills between its admission and now (error): a fill time outside
+-- that range would move it out of the cooldown's way
+SET bidguard.test_clock = '2026-01-01 13:30:00+00';
+SELECT trade_id AS t4 FROM bidguard_try_trade(1) \gset
+SELECT * FROM bidguard_fill_trade(:t4, '2026-01-01 13:29:59+00');
+SELECT * FROM bidguard_fill_trade(:t4, '2026-01-01 13:30:01+00');
+SELECT pg_temp.err(format('SELECT bidguard_fill_trade(%s, %L)', :t4, '2026-01-01 08:00:00+00'));
+UPDATE bidguard_trades SET status = 'filled', filled_at = '2026-01-01 08:00:00+00' WHERE trade_id = :t4;
+SELECT pg_temp.err(format('UPDATE bidguard_trades SET filled_at = %L WHERE trade_id = %s', '2026-01-01 14:00:00+00', :t4));
+SELECT changed, status FROM bidguard_fill_trade(:t4, '2026-01-01 13:30:00+00');
+-- moving created_at past the fill is refused too (error)
+UPDATE bidguard_trades SET created_at = '2026-01-01 13:30:00.5+00' WHERE trade_id = :t4;
 
 -- fill and fail are no-ops on a trade already there, and refuse the other way (error)
 SELECT changed, status FROM bidguard_fill_trade(:t3);
