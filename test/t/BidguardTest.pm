@@ -4,7 +4,8 @@
 # test/t/BidguardTest.pm
 #	  What bidguard's TAP tests share: a node set up the way bidguard runs in
 #	  production (preloaded), a pgbench runner that logs pgbench's report and
-#	  returns its counts, and the bid invariants of SPEC §9 as SQL checks.
+#	  returns its counts, and the bid and trade invariants of SPEC §9 as SQL
+#	  checks.
 #
 #	  Loaded with "use FindBin; use lib $FindBin::RealBin;" so that it is
 #	  found whatever prove's -I options are.
@@ -24,6 +25,7 @@ our @EXPORT = qw(
   bidguard_node
   run_pgbench
   check_bid_invariants
+  check_trade_invariants
   bidguard_locks_held
   $ALLOWED_TRANSITIONS_SQL
   $BIDGUARD_LOCK_CLASSES_SQL
@@ -214,6 +216,198 @@ sub check_bid_invariants
 		'0',
 		"$label: no advisory lock of any other class is held or awaited");
 	return;
+}
+
+# The invariants of SPEC §9 for trades, over the whole of bidguard_trades and
+# bidguard_events of $dbname (the extension in schema public).  The cooldown
+# is judged as SPEC §9 states it, at admission: a trade's admission time is
+# its created_at (the server clock once the bot's lock is held), and an
+# earlier counting trade's effective time as of that admission is its
+# filled_at if that fill had happened by then (filled_at <= the admission),
+# else its created_at.  The extension's view bidguard_cooldown_violations
+# judges the same way and must be empty too (fills are recorded as they
+# happen: filled_at defaults to the time of the fill).
+#
+# A fill recorded after a later trade's admission may bring the two trades'
+# effective times (coalesce(filled_at, created_at)) closer than the cooldown
+# today; such pairs of consecutive effective times are counted, not asserted.
+#
+# Returns a hash reference of figures for notes: trades, counting (status
+# <> 'failed'), late_fill_pairs (consecutive counting trades by today's
+# effective times closer than the cooldown), min_gaps ("bot:min gap
+# ms/cooldown ms ..." between consecutive counting trades' created_at), and
+# min_gap_bot, min_gap_ms, min_gap_cooldown_ms of the smallest gap relative
+# to its bot's cooldown.
+sub check_trade_invariants
+{
+	my ($node, $label, %params) = @_;
+	my $db = $params{dbname} // 'postgres';
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+	# (i) No counting trade was admitted within the cooldown of an earlier
+	# counting trade's effective time as of that admission.
+	my $at_admission = q{
+		SELECT t.bot_id, p.trade_id AS earlier, t.trade_id AS later,
+		       p.created_at AS earlier_created, p.filled_at AS earlier_filled,
+		       t.created_at AS admitted_at, b.cooldown
+		  FROM bidguard_trades AS t
+		  JOIN bidguard_bots AS b ON b.bot_id = t.bot_id
+		  JOIN bidguard_trades AS p
+		    ON p.bot_id = t.bot_id AND p.status <> 'failed'
+		   AND (p.created_at, p.trade_id) < (t.created_at, t.trade_id)
+		 CROSS JOIN LATERAL (
+			SELECT CASE WHEN p.filled_at <= t.created_at THEN p.filled_at
+			            ELSE p.created_at END AS eff) AS e
+		 WHERE t.status <> 'failed'
+		   AND greatest(t.created_at - e.eff, e.eff - t.created_at) < b.cooldown};
+	my $n = $node->safe_psql($db, "SELECT count(*) FROM ($at_admission) AS v");
+	is($n, '0',
+		"$label: no counting trade was admitted within its bot's cooldown of an earlier one (effective time as of the admission)");
+	diag "$label: trades admitted inside the cooldown:\n"
+	  . $node->safe_psql($db, "$at_admission ORDER BY 1, 3 LIMIT 10")
+	  if $n ne '0';
+	is($node->safe_psql($db, 'SELECT count(*) FROM bidguard_cooldown_violations'),
+		'0', "$label: bidguard_cooldown_violations is empty");
+
+	# (ii) The same on admission times alone: consecutive counting trades'
+	# created_at are never closer than the cooldown.
+	my $gaps = q{
+		SELECT g.bot_id, g.prev_trade_id, g.trade_id, g.gap, b.cooldown
+		  FROM (SELECT tr.bot_id, tr.trade_id,
+		               lag(tr.trade_id) OVER w AS prev_trade_id,
+		               tr.created_at - lag(tr.created_at) OVER w AS gap
+		          FROM bidguard_trades AS tr
+		         WHERE tr.status <> 'failed'
+		        WINDOW w AS (PARTITION BY tr.bot_id ORDER BY tr.created_at, tr.trade_id)) AS g
+		  JOIN bidguard_bots AS b ON b.bot_id = g.bot_id
+		 WHERE g.gap IS NOT NULL};
+	$n = $node->safe_psql($db,
+		"SELECT count(*) FROM ($gaps) AS v WHERE v.gap < v.cooldown");
+	is($n, '0',
+		"$label: consecutive counting trades of a bot were admitted (created_at) at least its cooldown apart");
+	diag "$label: admissions closer than the cooldown:\n"
+	  . $node->safe_psql($db,
+		"SELECT * FROM ($gaps) AS v WHERE v.gap < v.cooldown ORDER BY 1, 3 LIMIT 10")
+	  if $n ne '0';
+
+	# (iii) The audit trail: each trade's admission event, with its time,
+	# and each trade's trail one chain ending at its status.
+	is( $node->safe_psql(
+			$db, q{
+		SELECT count(*) FROM bidguard_trades AS t
+		 WHERE NOT EXISTS (
+			SELECT 1 FROM bidguard_events AS e
+			 WHERE e.event_id = t.atomic_event_id AND e.kind = 'trade_executed'
+			   AND e.trade_id = t.trade_id AND e.bot_id = t.bot_id
+			   AND e.occurred_at = t.created_at)}),
+		'0',
+		"$label: every trade has its trade_executed event (event_id = atomic_event_id, occurred_at = created_at)"
+	);
+
+	is( $node->safe_psql(
+			$db, q{
+		SELECT (SELECT count(*) FROM bidguard_events WHERE kind = 'trade_executed')
+		     - (SELECT count(*) FROM bidguard_trades)
+		     - (SELECT count(*) FROM bidguard_events WHERE kind = 'trade_deleted')}),
+		'0',
+		"$label: as many trade_executed events as trades (plus deleted trades)");
+
+	is( $node->safe_psql(
+			$db, q{
+		WITH ev AS (
+			SELECT e.trade_id, e.kind, e.old_status, e.new_status,
+			       lag(e.new_status) OVER w AS prev_status,
+			       row_number() OVER w AS n
+			  FROM bidguard_events AS e
+			 WHERE e.trade_id IS NOT NULL AND e.new_status IS NOT NULL
+			WINDOW w AS (PARTITION BY e.trade_id
+			             ORDER BY e.kind <> 'trade_executed', e.occurred_at))
+		SELECT count(*) FROM ev
+		 WHERE (n = 1 AND kind <> 'trade_executed')
+		    OR (n > 1 AND (kind = 'trade_executed' OR old_status IS DISTINCT FROM prev_status))}),
+		'0',
+		"$label: each trade's events chain from its trade_executed event, each change from the previous status"
+	);
+
+	is( $node->safe_psql(
+			$db, q{
+		SELECT count(*) FROM bidguard_trades AS t
+		 WHERE t.status IS DISTINCT FROM (
+			SELECT e.new_status FROM bidguard_events AS e
+			 WHERE e.trade_id = t.trade_id AND e.new_status IS NOT NULL
+			 ORDER BY e.kind <> 'trade_executed' DESC, e.occurred_at DESC
+			 LIMIT 1)}),
+		'0',
+		"$label: every trade's status is the new status of its latest event");
+
+	is( $node->safe_psql(
+			$db, q{
+		SELECT count(*) FROM bidguard_events AS e
+		 WHERE e.trade_id IS NOT NULL
+		   AND NOT EXISTS (SELECT 1 FROM bidguard_trades AS t WHERE t.trade_id = e.trade_id)
+		   AND NOT EXISTS (SELECT 1 FROM bidguard_events AS d
+		                    WHERE d.trade_id = e.trade_id AND d.kind = 'trade_deleted')}),
+		'0',
+		"$label: no event names a trade that does not exist");
+
+	is( $node->safe_psql(
+			$db, q{
+		SELECT count(*) FROM bidguard_trades
+		 WHERE (status = 'filled') <> (filled_at IS NOT NULL)
+		    OR filled_at < created_at}),
+		'0',
+		"$label: exactly the filled trades have a filled_at, never before their admission");
+
+	# (v) No lock outlives its transaction.
+	is(bidguard_locks_held($node, $db), '0',
+		"$label: no bidguard lock is held or awaited");
+	is( $node->safe_psql(
+			$db, q{
+		SELECT count(*) FROM pg_locks
+		 WHERE locktype = 'advisory' AND objsubid NOT IN (1, 2)}),
+		'0',
+		"$label: no advisory lock of any other class is held or awaited");
+
+	my %f;
+	($f{trades}, $f{counting}, $f{late_fill_pairs}) = split(
+		/\|/,
+		$node->safe_psql(
+			$db, q{
+		SELECT (SELECT count(*) FROM bidguard_trades),
+		       (SELECT count(*) FROM bidguard_trades WHERE status <> 'failed'),
+		       (SELECT count(*)
+		          FROM (SELECT tr.bot_id,
+		                       coalesce(tr.filled_at, tr.created_at)
+		                         - lag(coalesce(tr.filled_at, tr.created_at)) OVER w AS gap
+		                  FROM bidguard_trades AS tr
+		                 WHERE tr.status <> 'failed'
+		                WINDOW w AS (PARTITION BY tr.bot_id
+		                             ORDER BY coalesce(tr.filled_at, tr.created_at), tr.trade_id)) AS g
+		          JOIN bidguard_bots AS b ON b.bot_id = g.bot_id
+		         WHERE g.gap < b.cooldown)}));
+	my $ms = q{round((extract(epoch FROM %s) * 1000)::numeric, 3)};
+	my $min_gaps = sprintf(
+		q{
+		SELECT v.bot_id, min(v.gap) AS min_gap, v.cooldown
+		  FROM (%s) AS v GROUP BY v.bot_id, v.cooldown}, $gaps);
+	$f{min_gaps} = $node->safe_psql(
+		$db,
+		sprintf(
+			q{SELECT string_agg(m.bot_id || ':' || %s || '/' || %s, ' ' ORDER BY m.bot_id)
+			    FROM (%s) AS m},
+			sprintf($ms, 'm.min_gap'), sprintf($ms, 'm.cooldown'),
+			$min_gaps));
+	($f{min_gap_bot}, $f{min_gap_ms}, $f{min_gap_cooldown_ms}) = split(
+		/\|/,
+		$node->safe_psql(
+			$db,
+			sprintf(
+				q{SELECT m.bot_id, %s, %s FROM (%s) AS m
+				   ORDER BY extract(epoch FROM m.min_gap) / nullif(extract(epoch FROM m.cooldown), 0)
+				   LIMIT 1},
+				sprintf($ms, 'm.min_gap'), sprintf($ms, 'm.cooldown'),
+				$min_gaps)));
+	return \%f;
 }
 
 1;
