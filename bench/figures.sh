@@ -20,12 +20,12 @@ echo "PostgreSQL $(psql -XAtc 'SHOW server_version'); $(nproc) cores; synchronou
      "$clients clients, $secs s per run, $rounds rounds"
 for n in 100 1000000; do
     echo "bids, $n postings:"
-    bench/compare.sh -c "$clients" -T "$secs" -r "$rounds" -R bench/reset_bids.sql -D postings=$n \
+    bench/compare.sh -c "$clients" -T "$secs" -r "$rounds" -R bench/reset.sql -D postings=$n \
         bidguard_create_bid=bench/create_bid.pgbench on_conflict_do_nothing=bench/on_conflict.pgbench
 done
 for n in 10 10000; do
     echo "trades, $n bots, cooldown 1 s:"
-    bench/compare.sh -c "$clients" -T "$secs" -r "$rounds" -R bench/reset_trades.sql -D bots=$n \
+    bench/compare.sh -c "$clients" -T "$secs" -r "$rounds" -R bench/reset.sql -D bots=$n \
         bidguard_try_trade=bench/try_trade.pgbench exclusion_constraint=bench/exclusion.pgbench \
         plpgsql_advisory_lock=bench/plpgsql_trade.pgbench
 done

@@ -16,10 +16,11 @@
  *    the transaction, by whatever admits a trade or moves one in time:
  *    bidguard_try_trade, the cooldown trigger on INSERT and on UPDATEs that
  *    change bot_id or created_at or make a failed trade count again,
- *    bidguard_fill_trade, bidguard_fail_trade and bidguard_set_cooldown.
- *    Admission therefore sees every earlier admission, fill, failure and
- *    cooldown change of the bot committed, and "ROLLBACK" after an
- *    admission gives the cooldown back.
+ *    bidguard_fill_trade and bidguard_fail_trade.  Admission therefore sees
+ *    every earlier admission, fill and failure of the bot committed, and
+ *    "ROLLBACK" after an admission gives the cooldown back.  A cooldown
+ *    change (bidguard_set_cooldown) takes only the bots row: an admission
+ *    concurrent with an uncommitted change uses the cooldown before it.
  * 2. The time of an admission is read from the server clock after the lock
  *    is held (bidguard_now(); bidguard.test_clock in tests), never from the
  *    client.  A client-supplied created_at on a plain INSERT is checked in
@@ -201,8 +202,11 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 /*
  * bidguard_set_cooldown(bot_id bigint, cooldown interval) RETURNS void
  *
- * Registers the bot or changes its cooldown.  Locks: the bot's lock, so that
- * a change never lands in the middle of an admission.
+ * Registers the bot or changes its cooldown.  Locks: only the bots row (the
+ * upsert's).  It does not take the bot's lock: an admission that runs while a
+ * change is uncommitted uses the old cooldown, which is the serial order
+ * "admission, then change"; and registering many bots in one transaction
+ * must not hold one lock per bot.
  */
 PG_FUNCTION_INFO_V1(bidguard_set_cooldown);
 Datum
@@ -224,7 +228,6 @@ bidguard_set_cooldown(PG_FUNCTION_ARGS)
 				 errdetail("The cooldown given is %s.", interval_text(cooldown))));
 
 	bidguard_check_writable("bidguard_set_cooldown()");
-	bidguard_lock_bot(bot_id);
 
 	values[0] = Int64GetDatum(bot_id);
 	values[1] = IntervalPGetDatum(cooldown);

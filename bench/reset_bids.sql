@@ -1,2 +1,0 @@
-TRUNCATE bidguard_bids, bidguard_trades, bidguard_events;
-VACUUM ANALYZE bidguard_bids, bidguard_events;
