@@ -531,14 +531,47 @@ bidguard_create_bid(PG_FUNCTION_ARGS)
 }
 
 /*
+ * bid_change_status
+ *		Lock bid "bid_id" (its posting, then its row) and move it to
+ *		"target", for bidguard_set_bid_status and bidguard_withdraw_bid.
+ *		Returns whether it changed, and its status before in *old.  The same
+ *		status again is a no-op; a disallowed transition is 23514, unless
+ *		"terminal_ok" and the bid is in a terminal status, which is then left
+ *		as it is.
+ */
+static bool
+bid_change_status(Oid nspid, int64 bid_id, BidStatus target, text *reason,
+				  bool terminal_ok, BidStatus *old)
+{
+	uint64		posting_key = 0;
+	bool		changed = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!bid_lock_row(nspid, bid_id, true, old, &posting_key))
+		raise_no_such_bid(bid_id);
+	if (*old != target &&
+		!(terminal_ok && bid_transitions[*old] == 0))
+	{
+		if (!(bid_transitions[*old] & BIT(target)))
+			raise_bad_transition(bid_id, *old, target,
+								 get_namespace_name(nspid), "bidguard_bids");
+		bid_update_status(nspid, bid_id, target, reason);
+		changed = true;
+	}
+	SPI_finish();
+	return changed;
+}
+
+/*
  * bidguard_set_bid_status(bid_id bigint, new_status text,
  *						   reason text DEFAULT NULL)
  * RETURNS TABLE (bid_id bigint, changed boolean, old_status text,
  *				  status text)
  *
- * Moves a bid along an allowed transition (23514 otherwise, from the
- * transition trigger); the same status again is a no-op.  Locks: the bid's
- * posting lock, then its row FOR NO KEY UPDATE.
+ * Moves a bid along an allowed transition (23514 otherwise); the same status
+ * again is a no-op.  Locks: the bid's posting lock, then its row FOR NO KEY
+ * UPDATE.
  */
 PG_FUNCTION_INFO_V1(bidguard_set_bid_status);
 Datum
@@ -547,33 +580,19 @@ bidguard_set_bid_status(PG_FUNCTION_ARGS)
 	Oid			nspid = bidguard_schema(fcinfo);
 	int64		bid_id;
 	BidStatus	new_status;
-	text	   *reason;
 	BidStatus	old_status;
-	uint64		posting_key = 0;
-	bool		changed = false;
+	bool		changed;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
 	bidguard_arg_not_null(fcinfo, 0, "bid_id");
 	bid_id = PG_GETARG_INT64(0);
 	new_status = arg_bid_status(fcinfo, 1, "new_status");
-	reason = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
-
 	bidguard_check_writable("bidguard_set_bid_status()");
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (!bid_lock_row(nspid, bid_id, true, &old_status, &posting_key))
-		raise_no_such_bid(bid_id);
-	if (old_status != new_status)
-	{
-		if (!(bid_transitions[old_status] & BIT(new_status)))
-			raise_bad_transition(bid_id, old_status, new_status,
-								 get_namespace_name(nspid), "bidguard_bids");
-		bid_update_status(nspid, bid_id, new_status, reason);
-		changed = true;
-	}
-	SPI_finish();
+	changed = bid_change_status(nspid, bid_id, new_status,
+								PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+								false, &old_status);
 
 	values[0] = Int64GetDatum(bid_id);
 	values[1] = BoolGetDatum(changed);
@@ -597,34 +616,22 @@ bidguard_withdraw_bid(PG_FUNCTION_ARGS)
 {
 	Oid			nspid = bidguard_schema(fcinfo);
 	int64		bid_id;
-	text	   *reason;
-	BidStatus	status;
-	uint64		posting_key = 0;
-	bool		withdrawn = false;
+	BidStatus	old_status;
+	bool		withdrawn;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 
 	bidguard_arg_not_null(fcinfo, 0, "bid_id");
 	bid_id = PG_GETARG_INT64(0);
-	reason = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
-
 	bidguard_check_writable("bidguard_withdraw_bid()");
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (!bid_lock_row(nspid, bid_id, true, &status, &posting_key))
-		raise_no_such_bid(bid_id);
-	if (BID_IS_ACTIVE(status))
-	{
-		bid_update_status(nspid, bid_id, BID_WITHDRAWN, reason);
-		status = BID_WITHDRAWN;
-		withdrawn = true;
-	}
-	SPI_finish();
+	withdrawn = bid_change_status(nspid, bid_id, BID_WITHDRAWN,
+								  PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+								  true, &old_status);
 
 	values[0] = Int64GetDatum(bid_id);
 	values[1] = BoolGetDatum(withdrawn);
-	values[2] = status_datum(status);
+	values[2] = status_datum(withdrawn ? BID_WITHDRAWN : old_status);
 	bidguard_return_row(fcinfo, values, nulls);
 	return (Datum) 0;
 }
