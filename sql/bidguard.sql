@@ -297,6 +297,32 @@ COMMENT ON FUNCTION @extschema@.bidguard_fail_trade(bigint, text) IS
     'marks an open trade failed; a failed trade does not count toward the cooldown';
 
 --
+-- The lock primitive, and who holds or awaits bidguard's locks.
+--
+CREATE FUNCTION @extschema@.bidguard_lock(namespace text, key text, wait interval DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'bidguard_lock'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_lock(text, text, interval) IS
+    'transaction-scoped exclusive lock on (namespace, key): true when held, false when not obtained within wait';
+
+CREATE VIEW @extschema@.bidguard_locks AS
+SELECT l.pid,
+       CASE l.objsubid WHEN 25089 THEN 'bid' WHEN 25090 THEN 'bot' ELSE 'user' END AS kind,
+       (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+           OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS key,
+       l.granted,
+       l.waitstart AS wait_start,
+       l.database
+  FROM pg_catalog.pg_locks AS l
+ WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
+   AND l.objsubid OPERATOR(pg_catalog.=) ANY ('{25089,25090,25091}'::pg_catalog.int2[]);
+
+COMMENT ON VIEW @extschema@.bidguard_locks IS
+    'bidguard locks held or awaited now: kind bid (key = bidguard_lock_key(marketplace_id, posting_id)), bot (key = bot_id) or user (key = bidguard_lock_key(namespace, key))';
+
+--
 -- Audit view: postings with more than one active bid.  Empty on guarded
 -- data; useful on legacy data.
 --
@@ -363,4 +389,5 @@ SELECT pg_catalog.pg_extension_config_dump(
 REVOKE ALL ON @extschema@.bidguard_bids, @extschema@.bidguard_events,
               @extschema@.bidguard_bots, @extschema@.bidguard_trades,
               @extschema@.bidguard_duplicate_active_bids,
+              @extschema@.bidguard_locks,
               @extschema@.bidguard_cooldown_violations FROM PUBLIC;

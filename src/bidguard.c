@@ -535,6 +535,33 @@ bidguard_arg_id(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 /*
+ * bidguard_arg_wait_ms
+ *		A "wait" argument in milliseconds: not negative (22023); months count
+ *		as 30 days, as in interval comparison; rounded up, so that a positive
+ *		wait is never 0 (which means "do not wait"); capped at INT_MAX.
+ */
+int
+bidguard_arg_wait_ms(Interval *wait)
+{
+	double		usecs;
+
+	usecs = (double) wait->time +
+		((double) wait->month * DAYS_PER_MONTH + wait->day) * USECS_PER_DAY;
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait must not be negative"),
+				 errdetail("The wait given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(wait))))));
+	if (usecs == 0)
+		return 0;
+	if (usecs >= (double) INT_MAX * 1000.0)
+		return INT_MAX;
+	return (int) ((usecs + 999) / 1000);
+}
+
+/*
  * bidguard_arg_object
  *		A jsonb argument that must be a JSON object: not NULL (22004), an
  *		object (22023).

@@ -80,6 +80,7 @@ extern Oid	bidguard_events_owner(Oid nspid);
 extern void bidguard_check_writable(const char *what);
 extern text *bidguard_arg_id(FunctionCallInfo fcinfo, int argno,
 							 const char *argname);
+extern int	bidguard_arg_wait_ms(Interval *wait);
 extern Jsonb *bidguard_arg_object(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);
 extern void bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno,
@@ -100,6 +101,6 @@ extern uint64 bidguard_posting_key(text *marketplace_id, text *posting_id);
 extern void bidguard_lock_posting(uint64 key);
 extern bool bidguard_try_lock_posting(uint64 key);
 extern void bidguard_lock_bot(int64 bot_id);
-extern bool bidguard_try_lock_bot(int64 bot_id, int timeout_ms);
+extern bool bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms);
 
 #endif							/* BIDGUARD_H */

@@ -225,21 +225,20 @@ lock_acquire_within(const LOCKTAG *tag, int timeout_ms)
 }
 
 /*
- * bidguard_try_lock_bot
- *		Take a bot's lock until the end of the transaction if it can be had
+ * bidguard_try_lock
+ *		Take (class, key) until the end of the transaction if it can be had
  *		within timeout_ms: 0 = without waiting, -1 = as lock_timeout allows
  *		(forever when lock_timeout is 0).  A positive bound is also capped by
- *		lock_timeout.  Returns false when the lock was not obtained.
+ *		lock_timeout.  Returns false when the lock was not obtained in time;
+ *		deadlocks (40P01) and cancellations are raised as usual.
  */
 bool
-bidguard_try_lock_bot(int64 bot_id, int timeout_ms)
+bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms)
 {
 	LOCKTAG		tag;
-	uint64		key = (uint64) bot_id;
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
-						 (uint32) (key >> 32), (uint32) key,
-						 BIDGUARD_LOCK_CLASS_BOT);
+						 (uint32) (key >> 32), (uint32) key, lockclass);
 	if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 		return true;
 	if (timeout_ms == 0)
@@ -256,6 +255,43 @@ bidguard_try_lock_bot(int64 bot_id, int timeout_ms)
 	else if (LockTimeout > 0 && LockTimeout < timeout_ms)
 		timeout_ms = LockTimeout;
 	return lock_acquire_within(&tag, timeout_ms);
+}
+
+/*
+ * bidguard_lock(namespace text, key text, wait interval DEFAULT NULL)
+ * RETURNS boolean
+ *
+ * A transaction-scoped exclusive lock on (namespace, key), of bidguard's
+ * USER lock class, keyed by bidguard_lock_key(namespace, key): true when
+ * held (also when this transaction held it already), false when not
+ * obtained within "wait" ('0' = try once, NULL = as lock_timeout allows).
+ * It is released when the transaction ends; there is no unlock.  Allowed in
+ * read-only transactions and on standbys, like pg_advisory_xact_lock().
+ */
+PG_FUNCTION_INFO_V1(bidguard_lock);
+Datum
+bidguard_lock(PG_FUNCTION_ARGS)
+{
+	text	   *ns;
+	text	   *key;
+	int			wait_ms;
+
+	bidguard_arg_not_null(fcinfo, 0, "namespace");
+	bidguard_arg_not_null(fcinfo, 1, "key");
+	ns = PG_GETARG_TEXT_PP(0);
+	key = PG_GETARG_TEXT_PP(1);
+	wait_ms = PG_ARGISNULL(2) ? -1 : bidguard_arg_wait_ms(PG_GETARG_INTERVAL_P(2));
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot take a bidguard lock during a parallel operation")));
+
+	PG_RETURN_BOOL(bidguard_try_lock(BIDGUARD_LOCK_CLASS_USER,
+									 bidguard_hash_key(VARDATA_ANY(ns),
+													   VARSIZE_ANY_EXHDR(ns),
+													   VARDATA_ANY(key),
+													   VARSIZE_ANY_EXHDR(key)),
+									 wait_ms));
 }
 
 /*

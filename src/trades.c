@@ -96,25 +96,6 @@ interval_is_negative(Interval *iv)
 											 IntervalPGetDatum(&zero))) < 0;
 }
 
-/*
- * Milliseconds of a non-negative interval, months as 30 days as in
- * interval comparison; rounded up, so that a positive wait is never 0 (which
- * means "do not wait"), and capped at INT_MAX.
- */
-static int
-interval_ms(Interval *iv)
-{
-	double		usecs;
-
-	usecs = (double) iv->time +
-		((double) iv->month * DAYS_PER_MONTH + iv->day) * USECS_PER_DAY;
-	if (usecs <= 0)
-		return 0;
-	if (usecs >= (double) INT_MAX * 1000.0)
-		return INT_MAX;
-	return (int) ((usecs + 999) / 1000);
-}
-
 static void
 raise_unknown_bot(int64 bot_id, Relation rel)
 {
@@ -273,23 +254,11 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 	bidguard_arg_not_null(fcinfo, 0, "bot_id");
 	bot_id = PG_GETARG_INT64(0);
 	trade_data = bidguard_arg_object(fcinfo, 1, "trade_data");
-	if (PG_ARGISNULL(2))
-		wait_ms = -1;
-	else
-	{
-		Interval   *wait = PG_GETARG_INTERVAL_P(2);
-
-		if (interval_is_negative(wait))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("wait must not be negative"),
-					 errdetail("The wait given is %s.", interval_text(wait))));
-		wait_ms = interval_ms(wait);
-	}
+	wait_ms = PG_ARGISNULL(2) ? -1 : bidguard_arg_wait_ms(PG_GETARG_INTERVAL_P(2));
 
 	bidguard_check_writable("bidguard_try_trade()");
 
-	if (!bidguard_try_lock_bot(bot_id, wait_ms))
+	if (!bidguard_try_lock(BIDGUARD_LOCK_CLASS_BOT, (uint64) bot_id, wait_ms))
 		reason = "busy";
 	else
 	{
