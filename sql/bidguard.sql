@@ -323,6 +323,57 @@ COMMENT ON VIEW @extschema@.bidguard_locks IS
     'bidguard locks held or awaited now: kind bid (key = bidguard_lock_key(marketplace_id, posting_id)), bot (key = bot_id) or user (key = bidguard_lock_key(namespace, key))';
 
 --
+-- Statistics (shared memory; needs shared_preload_libraries = 'bidguard').
+-- They count attempts, committed or not, since the last reset.
+--
+CREATE FUNCTION @extschema@.bidguard_stats(
+    OUT bids_created bigint,
+    OUT bids_deduplicated bigint,
+    OUT bids_withdrawn bigint,
+    OUT transitions_rejected bigint,
+    OUT trades_executed bigint,
+    OUT trades_rejected_cooldown bigint,
+    OUT trades_rejected_busy bigint,
+    OUT lock_acquired bigint,
+    OUT lock_waited bigint,
+    OUT lock_timeouts bigint,
+    OUT lock_wait_total_ms double precision,
+    OUT lock_wait_max_ms double precision,
+    OUT stats_reset timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'bidguard_stats'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+CREATE VIEW @extschema@.bidguard_stats AS
+SELECT bids_created, bids_deduplicated, bids_withdrawn, transitions_rejected,
+       trades_executed, trades_rejected_cooldown, trades_rejected_busy,
+       lock_acquired, lock_waited, lock_wait_total_ms, lock_wait_max_ms,
+       lock_timeouts, stats_reset
+  FROM @extschema@.bidguard_stats();
+
+COMMENT ON VIEW @extschema@.bidguard_stats IS
+    'what bidguard''s guards did since the last reset (shared_preload_libraries = ''bidguard'')';
+
+CREATE FUNCTION @extschema@.bidguard_lock_wait_histogram(
+    OUT le_ms double precision, OUT count bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'bidguard_lock_wait_histogram'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+CREATE VIEW @extschema@.bidguard_lock_wait_histogram AS
+SELECT le_ms, count FROM @extschema@.bidguard_lock_wait_histogram();
+
+COMMENT ON VIEW @extschema@.bidguard_lock_wait_histogram IS
+    'waits for bidguard locks of at most le_ms milliseconds (cumulative, Prometheus-style)';
+
+CREATE FUNCTION @extschema@.bidguard_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'bidguard_stats_reset'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+REVOKE ALL ON FUNCTION @extschema@.bidguard_stats_reset() FROM PUBLIC;
+
+--
 -- Audit view: postings with more than one active bid.  Empty on guarded
 -- data; useful on legacy data.
 --

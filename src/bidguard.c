@@ -63,11 +63,23 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("bidguard.track_stats",
+							 "Counts what bidguard's guards do in bidguard_stats.",
+							 "Needs shared_preload_libraries = 'bidguard'; turning it off only skips the counting.",
+							 &bidguard_track_stats,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("bidguard");
 #else
 	EmitWarningsOnPlaceholders("bidguard");
 #endif
+
+	/* Shared-memory statistics only when preloaded; all else works anyway. */
+	if (process_shared_preload_libraries_in_progress)
+		bidguard_stats_init();
 }
 
 /*
@@ -591,7 +603,7 @@ bidguard_arg_object(FunctionCallInfo fcinfo, int argno, const char *argname)
 
 #if PG_VERSION_NUM < 150000
 /* PostgreSQL 13 and 14 lack InitMaterializedSRF(); this is its essence. */
-static void
+void
 InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;

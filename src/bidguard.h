@@ -62,6 +62,25 @@ typedef enum BidguardPlanId
 	BG_NUM_PLANS
 } BidguardPlanId;
 
+/* The counters of bidguard_stats, in the view's column order. */
+typedef enum BidguardStat
+{
+	BG_STAT_BIDS_CREATED,
+	BG_STAT_BIDS_DEDUPLICATED,
+	BG_STAT_BIDS_WITHDRAWN,
+	BG_STAT_TRANSITIONS_REJECTED,
+	BG_STAT_TRADES_EXECUTED,
+	BG_STAT_TRADES_REJECTED_COOLDOWN,
+	BG_STAT_TRADES_REJECTED_BUSY,
+	BG_STAT_LOCK_ACQUIRED,
+	BG_STAT_LOCK_WAITED,
+	BG_STAT_LOCK_TIMEOUTS,
+	BG_NUM_STATS
+} BidguardStat;
+
+/* Finite buckets of the lock-wait histogram (stats.c has their bounds). */
+#define BG_WAIT_BUCKETS 13
+
 /*
  * What a C function keeps in its FmgrInfo's fn_extra (one per call site):
  * the extension's schema, and room for a trigger's column numbers.
@@ -93,6 +112,16 @@ extern int	bidguard_column(Relation rel, const char *name);
 extern bool bidguard_event_on_record(Oid nspid, BidguardPlanId id, Datum *values);
 extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
 									 int *save_sec_context);
+
+/* stats.c */
+extern bool bidguard_track_stats;
+extern void bidguard_stats_init(void);
+extern void bidguard_count(BidguardStat stat);
+extern void bidguard_count_wait(int64 us, bool obtained);
+
+#if PG_VERSION_NUM < 150000
+extern void InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags);
+#endif
 
 /* locks.c */
 extern uint64 bidguard_hash_key(const char *ns, int nslen,

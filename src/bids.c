@@ -170,6 +170,7 @@ static void
 raise_bad_transition(int64 bid_id, BidStatus from, BidStatus to,
 					 const char *nspname, const char *relname)
 {
+	bidguard_count(BG_STAT_TRANSITIONS_REJECTED);
 	if (bid_transitions[from] == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
@@ -519,6 +520,8 @@ bidguard_create_bid(PG_FUNCTION_ARGS)
 		/* A plain INSERT committed an active bid meanwhile: return it. */
 	}
 	SPI_finish();
+	if (!created)
+		bidguard_count(BG_STAT_BIDS_DEDUPLICATED);
 
 	uuid = palloc(sizeof(pg_uuid_t));
 	memcpy(uuid, &bid.atomic_event_id, sizeof(pg_uuid_t));

@@ -251,6 +251,15 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 	else
 		elog(ERROR, "bidguard_audit_trigger fired by an unexpected event");
 
+	/* What every path did, for bidguard_stats. */
+	if (strcmp(kind, "bid_created") == 0)
+		bidguard_count(BG_STAT_BIDS_CREATED);
+	else if (strcmp(kind, "trade_executed") == 0)
+		bidguard_count(BG_STAT_TRADES_EXECUTED);
+	else if (strcmp(kind, "bid_status_changed") == 0 && nulls[EV_NEW_STATUS] == ' ' &&
+			 text_datums_equal(values[EV_NEW_STATUS], CStringGetTextDatum("withdrawn")))
+		bidguard_count(BG_STAT_BIDS_WITHDRAWN);
+
 	values[EV_KIND] = CStringGetTextDatum(kind);
 	nulls[EV_KIND] = ' ';
 	if (cols->is_trade)

@@ -51,6 +51,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 #include "utils/builtins.h"
 
 #include "bidguard.h"
@@ -110,10 +111,32 @@ static void
 bidguard_lock_acquire(uint16 lockclass, uint64 key)
 {
 	LOCKTAG		tag;
+	TimestampTz start;
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
 						 (uint32) (key >> 32), (uint32) key, lockclass);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	/* Uncontended: one attempt, nothing to time. */
+	if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+	{
+		bidguard_count(BG_STAT_LOCK_ACQUIRED);
+		return;
+	}
+
+	start = GetCurrentTimestamp();
+	PG_TRY();
+	{
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	PG_CATCH();
+	{
+		/* lock_timeout, a deadlock or a cancel: a wait that got nothing */
+		bidguard_count_wait(GetCurrentTimestamp() - start, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	bidguard_count_wait(GetCurrentTimestamp() - start, true);
+	bidguard_count(BG_STAT_LOCK_ACQUIRED);
 }
 
 /*
@@ -237,24 +260,36 @@ bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms)
 {
 	LOCKTAG		tag;
 
+	TimestampTz start;
+	bool		acquired;
+
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId,
 						 (uint32) (key >> 32), (uint32) key, lockclass);
 	if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+	{
+		bidguard_count(BG_STAT_LOCK_ACQUIRED);
 		return true;
+	}
 	if (timeout_ms == 0)
 		return false;
 	if (timeout_ms < 0)
 	{
 		if (LockTimeout == 0)
 		{
-			(void) LockAcquire(&tag, ExclusiveLock, false, false);
+			bidguard_lock_acquire(lockclass, key);
 			return true;
 		}
 		timeout_ms = LockTimeout;
 	}
 	else if (LockTimeout > 0 && LockTimeout < timeout_ms)
 		timeout_ms = LockTimeout;
-	return lock_acquire_within(&tag, timeout_ms);
+
+	start = GetCurrentTimestamp();
+	acquired = lock_acquire_within(&tag, timeout_ms);
+	bidguard_count_wait(GetCurrentTimestamp() - start, acquired);
+	if (acquired)
+		bidguard_count(BG_STAT_LOCK_ACQUIRED);
+	return acquired;
 }
 
 /*

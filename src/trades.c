@@ -259,7 +259,10 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 	bidguard_check_writable("bidguard_try_trade()");
 
 	if (!bidguard_try_lock(BIDGUARD_LOCK_CLASS_BOT, (uint64) bot_id, wait_ms))
+	{
+		bidguard_count(BG_STAT_TRADES_REJECTED_BUSY);
 		reason = "busy";
+	}
 	else
 	{
 		MemoryContext callcxt = CurrentMemoryContext;
@@ -269,7 +272,10 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 		now = bidguard_now();
 		trade_decide(nspid, bot_id, now, 0, false, NULL, &cooldown, &retry);
 		if (retry != NULL)
+		{
+			bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
 			reason = "cooldown";
+		}
 		else
 		{
 			Datum		ivalues[3];
@@ -363,6 +369,7 @@ static void
 raise_bad_trade_transition(int64 trade_id, const char *from, const char *to,
 						   const char *nspname)
 {
+	bidguard_count(BG_STAT_TRANSITIONS_REJECTED);
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("trade %lld cannot move from status \"%s\" to \"%s\"",
@@ -707,6 +714,8 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		{
 			trade_decide(state->nspid, bot_id, effective, trade_id,
 						 !trade_id_isnull, rel, &cooldown, &retry);
+			if (retry != NULL)
+				bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
 			if (retry != NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_EXCLUSION_VIOLATION),
