@@ -445,8 +445,8 @@ bidguard_spi_check(int rc, int expected, const char *what)
 
 /*
  * bidguard_column
- *		A trigger's column number by name; the tables are bidguard's own, so
- *		a missing column is a bug (or a user who altered them).
+ *		A trigger's column number by name: 42703 if the table lacks it (a
+ *		user who attached the trigger elsewhere, or altered the table).
  */
 int
 bidguard_column(Relation rel, const char *name)
@@ -454,9 +454,25 @@ bidguard_column(Relation rel, const char *name)
 	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
 
 	if (attnum <= 0)
-		elog(ERROR, "bidguard: column \"%s\" of relation \"%s\" is missing",
-			 name, RelationGetRelationName(rel));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("bidguard trigger on relation \"%s\" needs column \"%s\"",
+						RelationGetRelationName(rel), name),
+				 errhint("bidguard's trigger functions serve bidguard's own tables.")));
 	return attnum;
+}
+
+/*
+ * bidguard_trigger_misuse
+ *		A trigger function fired the wrong way (users can attach them to
+ *		anything): 39P01, as core's RI triggers do.
+ */
+void
+bidguard_trigger_misuse(const char *function, const char *how)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("function \"%s\" must be fired %s", function, how)));
 }
 
 /*

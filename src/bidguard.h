@@ -109,6 +109,7 @@ extern void bidguard_return_row(FunctionCallInfo fcinfo, Datum *values,
 extern TimestampTz bidguard_now(void);
 extern void bidguard_spi_check(int rc, int expected, const char *what);
 extern int	bidguard_column(Relation rel, const char *name);
+extern void bidguard_trigger_misuse(const char *function, const char *how) pg_attribute_noreturn();
 extern bool bidguard_event_on_record(Oid nspid, BidguardPlanId id, Datum *values);
 extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
 									 int *save_sec_context);

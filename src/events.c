@@ -84,7 +84,8 @@ audit_columns(FunctionCallInfo fcinfo, BidguardCallState *state,
 	if (cols != NULL)
 		return cols;
 	if (trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "bidguard_audit_trigger needs one argument: bid or trade");
+		bidguard_trigger_misuse("bidguard_audit_trigger",
+								"with one argument, 'bid' or 'trade'");
 
 	cols = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(AuditColumns));
 	if (strcmp(trigdata->tg_trigger->tgargs[0], "trade") == 0)
@@ -101,8 +102,8 @@ audit_columns(FunctionCallInfo fcinfo, BidguardCallState *state,
 		cols->key2 = bidguard_column(rel, "posting_id");
 	}
 	else
-		elog(ERROR, "bidguard_audit_trigger: unknown table kind \"%s\"",
-			 trigdata->tg_trigger->tgargs[0]);
+		bidguard_trigger_misuse("bidguard_audit_trigger",
+								"with one argument, 'bid' or 'trade'");
 	cols->status = bidguard_column(rel, "status");
 	cols->status_reason = bidguard_column(rel, "status_reason");
 	cols->atomic_event_id = bidguard_column(rel, "atomic_event_id");
@@ -196,7 +197,8 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "bidguard_audit_trigger must be fired AFTER ... FOR EACH ROW");
+		bidguard_trigger_misuse("bidguard_audit_trigger",
+								"AFTER INSERT, UPDATE or DELETE FOR EACH ROW");
 
 	state = bidguard_call_state(fcinfo);
 	desc = RelationGetDescr(trigdata->tg_relation);
@@ -249,7 +251,8 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 		set_column(values, nulls, EV_OLD_STATUS, tuple, cols->status, desc);
 	}
 	else
-		elog(ERROR, "bidguard_audit_trigger fired by an unexpected event");
+		bidguard_trigger_misuse("bidguard_audit_trigger",
+								"AFTER INSERT, UPDATE or DELETE FOR EACH ROW");
 
 	/* What every path did, for bidguard_stats. */
 	if (strcmp(kind, "bid_created") == 0)

@@ -589,7 +589,8 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
 		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
 		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
-		elog(ERROR, "bidguard_trades_cooldown_trigger must be fired BEFORE INSERT OR UPDATE FOR EACH ROW");
+		bidguard_trigger_misuse("bidguard_trades_cooldown_trigger",
+								"BEFORE INSERT OR UPDATE FOR EACH ROW");
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);

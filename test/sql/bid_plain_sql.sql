@@ -101,4 +101,20 @@ SELECT created_at > '2020-01-01' AS stamped_again
 -- at most one active bid per posting, whatever happened above
 SELECT count(*) AS postings_with_two_active FROM bidguard_duplicate_active_bids;
 
+-- bidguard's trigger functions attached where they do not belong (error)
+CREATE TABLE regress_not_bids (a int);
+CREATE TRIGGER t1 AFTER INSERT ON regress_not_bids
+    FOR EACH ROW EXECUTE FUNCTION bidguard_audit_trigger('bid');
+INSERT INTO regress_not_bids VALUES (1);
+DROP TRIGGER t1 ON regress_not_bids;
+CREATE TRIGGER t2 BEFORE INSERT ON regress_not_bids
+    FOR EACH STATEMENT EXECUTE FUNCTION bidguard_trades_cooldown_trigger();
+INSERT INTO regress_not_bids VALUES (1);
+DROP TRIGGER t2 ON regress_not_bids;
+CREATE TRIGGER t3 AFTER INSERT ON regress_not_bids
+    FOR EACH ROW EXECUTE FUNCTION bidguard_audit_trigger('posting');
+INSERT INTO regress_not_bids VALUES (1);
+SELECT pg_temp.err('INSERT INTO regress_not_bids VALUES (1)');
+DROP TABLE regress_not_bids;
+
 SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid IN (25089, 25090, 25091);
