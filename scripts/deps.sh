@@ -19,6 +19,8 @@
 #   postgresql-$PG_MAJOR-pgtap      the pgTAP extension
 #   libtap-parser-sourcehandler-pgtap-perl   pg_prove
 #   libipc-run-perl                 IPC::Run, needed by PostgreSQL::Test::Utils
+#   prometheus-postgres-exporter    the exporter test/t/009_exporter.pl runs with
+#                                   monitoring/queries.yaml
 #   perl                            prove (TAP::Harness)
 #   util-linux coreutils diffutils findutils tar procps
 #                                   runuser, timeout, mktemp, diff (pg_regress), find,
@@ -49,6 +51,7 @@ packages=(
     "postgresql-$PG_MAJOR-pgtap"
     libtap-parser-sourcehandler-pgtap-perl
     libipc-run-perl
+    prometheus-postgres-exporter
     perl
     util-linux
     coreutils
@@ -97,6 +100,7 @@ done
 command -v pg_prove >/dev/null 2>&1 || need_file /nonexistent/pg_prove libtap-parser-sourcehandler-pgtap-perl
 command -v prove >/dev/null 2>&1 || need_file /nonexistent/prove perl
 perl -MIPC::Run -e 1 >/dev/null 2>&1 || need_file /nonexistent/IPC::Run libipc-run-perl
+need_file /usr/bin/prometheus-postgres-exporter prometheus-postgres-exporter
 
 if [ "${#missing[@]}" -eq 0 ]; then
     [ -n "${DEPS_VERBOSE:-}" ] && echo "deps.sh: all build and test dependencies are installed"
