@@ -392,36 +392,57 @@ HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 -- cooldown at admission: each counting trade's created_at (its admission)
 -- is compared with the effective time, as it was at that moment, of the
 -- nearest counting trade of the bot admitted before it: its filled_at if
--- it had filled by then, else its created_at.  A fill recorded when it
+-- it had filled by then, else its created_at.  Such a trade is (A) the one
+-- admitted just before, if that was within the cooldown (whatever its
+-- fill), or (B) one that had filled inside the window by then; A is a
+-- window function over the bot's trades, B a range on the cooldown index,
+-- so the view costs O(n log n), not a scan per trade.  A fill recorded when it
 -- happens is therefore never a violation; a fill reported late, for a time
 -- before a later trade's admission, shows here (the guard admitted that
 -- trade on what it knew).  Empty on guarded data with fills recorded as
 -- they happen; useful on legacy data before guarding it.
 --
 CREATE VIEW @extschema@.bidguard_cooldown_violations AS
-SELECT t.bot_id,
+WITH counting AS (
+    SELECT tr.bot_id, tr.trade_id, tr.created_at,
+           pg_catalog.lag(tr.trade_id) OVER w AS prev_id,
+           pg_catalog.lag(tr.created_at) OVER w AS prev_created,
+           pg_catalog.lag(tr.filled_at) OVER w AS prev_filled
+      FROM @extschema@.bidguard_trades AS tr
+     WHERE tr.status OPERATOR(pg_catalog.<>) 'failed'
+    WINDOW w AS (PARTITION BY tr.bot_id ORDER BY tr.created_at, tr.trade_id))
+SELECT c.bot_id,
        p.trade_id AS prev_trade_id,
-       t.trade_id,
+       c.trade_id,
        p.effective_at AS prev_effective_at,
-       t.created_at AS admitted_at,
-       t.created_at OPERATOR(pg_catalog.-) p.effective_at AS gap,
+       c.created_at AS admitted_at,
+       c.created_at OPERATOR(pg_catalog.-) p.effective_at AS gap,
        b.cooldown
-  FROM @extschema@.bidguard_trades AS t
-  JOIN @extschema@.bidguard_bots AS b ON b.bot_id OPERATOR(pg_catalog.=) t.bot_id
+  FROM counting AS c
+  JOIN @extschema@.bidguard_bots AS b ON b.bot_id OPERATOR(pg_catalog.=) c.bot_id
   CROSS JOIN LATERAL (
-        SELECT q.trade_id,
-               CASE WHEN q.filled_at OPERATOR(pg_catalog.<=) t.created_at
-                    THEN q.filled_at ELSE q.created_at END AS effective_at
+        -- (A) the trade admitted just before, if within the cooldown
+        SELECT c.prev_id AS trade_id,
+               CASE WHEN c.prev_filled OPERATOR(pg_catalog.<=) c.created_at
+                    THEN c.prev_filled ELSE c.prev_created END AS effective_at
+         WHERE c.prev_id IS NOT NULL
+           AND c.prev_created OPERATOR(pg_catalog.>) (c.created_at OPERATOR(pg_catalog.-) b.cooldown)
+        UNION ALL
+        -- (B) an earlier trade that had filled inside the window by then
+        -- (a range on bidguard_trades_cooldown_idx)
+        SELECT q.trade_id, q.filled_at
           FROM @extschema@.bidguard_trades AS q
-         WHERE q.bot_id OPERATOR(pg_catalog.=) t.bot_id
+         WHERE q.bot_id OPERATOR(pg_catalog.=) c.bot_id
            AND q.status OPERATOR(pg_catalog.<>) 'failed'
-           AND (q.created_at OPERATOR(pg_catalog.<) t.created_at
-                OR (q.created_at OPERATOR(pg_catalog.=) t.created_at
-                    AND q.trade_id OPERATOR(pg_catalog.<) t.trade_id))
-         ORDER BY 2 DESC
-         LIMIT 1) AS p
- WHERE t.status OPERATOR(pg_catalog.<>) 'failed'
-   AND (t.created_at OPERATOR(pg_catalog.-) p.effective_at) OPERATOR(pg_catalog.<) b.cooldown;
+           AND COALESCE(q.filled_at, q.created_at) OPERATOR(pg_catalog.>) (c.created_at OPERATOR(pg_catalog.-) b.cooldown)
+           AND COALESCE(q.filled_at, q.created_at) OPERATOR(pg_catalog.<=) c.created_at
+           AND q.filled_at IS NOT NULL
+           AND (q.created_at OPERATOR(pg_catalog.<) c.created_at
+                OR (q.created_at OPERATOR(pg_catalog.=) c.created_at
+                    AND q.trade_id OPERATOR(pg_catalog.<) c.trade_id))
+        ORDER BY 2 DESC
+        LIMIT 1) AS p
+ WHERE (c.created_at OPERATOR(pg_catalog.-) p.effective_at) OPERATOR(pg_catalog.<) b.cooldown;
 
 --
 -- The tables hold user data: pg_dump keeps their rows, and the identity
