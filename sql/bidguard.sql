@@ -396,7 +396,9 @@ HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 -- admitted just before, if that was within the cooldown (whatever its
 -- fill), or (B) one that had filled inside the window by then; A is a
 -- window function over the bot's trades, B a range on the cooldown index,
--- so the view costs O(n log n), not a scan per trade.  A fill recorded when it
+-- so the view costs O(n log n), not a scan per trade.  It uses the bot's
+-- current cooldown: after a cooldown is raised, trades admitted under the
+-- old one show here too.  A fill recorded when it
 -- happens is therefore never a violation; a fill reported late, for a time
 -- before a later trade's admission, shows here (the guard admitted that
 -- trade on what it knew).  Empty on guarded data with fills recorded as
