@@ -207,6 +207,9 @@ CREATE TABLE @extschema@.bidguard_trades (
     -- no default: the trigger stamps the server clock once the bot's lock is held
     created_at      timestamptz NOT NULL,
     filled_at       timestamptz,
+    -- the bot's cooldown when the trade was admitted (NULL: not judged,
+    -- e.g. recorded as failed, or legacy data)
+    cooldown        interval,
     CONSTRAINT bidguard_trades_pkey PRIMARY KEY (trade_id),
     CONSTRAINT bidguard_trades_atomic_event_id_key UNIQUE (atomic_event_id),
     CONSTRAINT bidguard_trades_bot_id_fkey FOREIGN KEY (bot_id)
@@ -396,9 +399,9 @@ HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 -- admitted just before, if that was within the cooldown (whatever its
 -- fill), or (B) one that had filled inside the window by then; A is a
 -- window function over the bot's trades, B a range on the cooldown index,
--- so the view costs O(n log n), not a scan per trade.  It uses the bot's
--- current cooldown: after a cooldown is raised, trades admitted under the
--- old one show here too.  A fill recorded when it
+-- so the view costs O(n log n), not a scan per trade.  Each trade is
+-- judged by the cooldown in force at its admission (bidguard_trades.cooldown),
+-- or, for rows that have none (legacy data), by the bot's current one.  A fill recorded when it
 -- happens is therefore never a violation; a fill reported late, for a time
 -- before a later trade's admission, shows here (the guard admitted that
 -- trade on what it knew).  Empty on guarded data with fills recorded as
@@ -406,7 +409,7 @@ HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1;
 --
 CREATE VIEW @extschema@.bidguard_cooldown_violations AS
 WITH counting AS (
-    SELECT tr.bot_id, tr.trade_id, tr.created_at,
+    SELECT tr.bot_id, tr.trade_id, tr.created_at, tr.cooldown,
            pg_catalog.lag(tr.trade_id) OVER w AS prev_id,
            pg_catalog.lag(tr.created_at) OVER w AS prev_created,
            pg_catalog.lag(tr.filled_at) OVER w AS prev_filled
@@ -421,7 +424,8 @@ SELECT c.bot_id,
        c.created_at OPERATOR(pg_catalog.-) p.effective_at AS gap,
        b.cooldown
   FROM counting AS c
-  JOIN @extschema@.bidguard_bots AS b ON b.bot_id OPERATOR(pg_catalog.=) c.bot_id
+  JOIN @extschema@.bidguard_bots AS bot ON bot.bot_id OPERATOR(pg_catalog.=) c.bot_id
+  CROSS JOIN LATERAL (SELECT COALESCE(c.cooldown, bot.cooldown) AS cooldown) AS b
   CROSS JOIN LATERAL (
         -- (A) the trade admitted just before, if within the cooldown
         SELECT c.prev_id AS trade_id,

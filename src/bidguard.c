@@ -191,10 +191,10 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		3, {INT8OID, TIMESTAMPTZOID, INT8OID}
 	},
 	[BG_PLAN_INSERT_TRADE] = {
-		"INSERT INTO %1$s.bidguard_trades AS t (bot_id, trade_data, created_at)"
-		" VALUES ($1, $2, $3)"
+		"INSERT INTO %1$s.bidguard_trades AS t (bot_id, trade_data, created_at, cooldown)"
+		" VALUES ($1, $2, $3, $4)"
 		" RETURNING t.trade_id, t.atomic_event_id",
-		3, {INT8OID, JSONBOID, TIMESTAMPTZOID}
+		4, {INT8OID, JSONBOID, TIMESTAMPTZOID, INTERVALOID}
 	},
 	[BG_PLAN_UPSERT_BOT] = {
 		"INSERT INTO %1$s.bidguard_bots AS b (bot_id, cooldown) VALUES ($1, $2)"

@@ -278,12 +278,13 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			Datum		ivalues[3];
+			Datum		ivalues[4];
 			bool		isnull;
 
 			ivalues[0] = Int64GetDatum(bot_id);
 			ivalues[1] = JsonbPGetDatum(trade_data);
 			ivalues[2] = TimestampTzGetDatum(now);
+			ivalues[3] = IntervalPGetDatum(cooldown);
 
 			admission.active = true;
 			admission.bot_id = bot_id;
@@ -522,6 +523,7 @@ typedef struct TradeColumns
 	int			atomic_event_id;
 	int			created_at;
 	int			filled_at;
+	int			cooldown;
 } TradeColumns;
 
 static bool
@@ -605,6 +607,7 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		cols->atomic_event_id = bidguard_column(rel, "atomic_event_id");
 		cols->created_at = bidguard_column(rel, "created_at");
 		cols->filled_at = bidguard_column(rel, "filled_at");
+		cols->cooldown = bidguard_column(rel, "cooldown");
 		state->columns = cols;
 	}
 
@@ -703,6 +706,7 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		TimestampTz effective;
 		int64		trade_id;
 		bool		trade_id_isnull;
+		Interval   *admitted_under = NULL;
 
 		filled = heap_getattr(newtuple, cols->filled_at, desc, &filled_isnull);
 		effective = DatumGetTimestampTz(filled_isnull ? created : filled);
@@ -716,8 +720,8 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 			trade_decide(state->nspid, bot_id, effective, trade_id,
 						 !trade_id_isnull, rel, &cooldown, &retry);
 			if (retry != NULL)
+			{
 				bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
-			if (retry != NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_EXCLUSION_VIOLATION),
 						 errmsg("trade of bot %lld is inside its cooldown", (long long) bot_id),
@@ -726,8 +730,20 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 								   timestamptz_to_str(effective), interval_text(retry)),
 						 errhint("bidguard_try_trade() admits trades without raising errors and says how long to wait."),
 						 errtableconstraint(rel, "bidguard_trade_cooldown")));
+			}
+			admitted_under = cooldown;	/* SPI_palloc'd: outlives SPI_finish */
 		}
 		SPI_finish();
+
+		/* Admitted: record the cooldown it was admitted under. */
+		if (admitted_under != NULL)
+		{
+			int			attnum = cols->cooldown;
+			Datum		d = IntervalPGetDatum(admitted_under);
+			bool		n = false;
+
+			newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum, &d, &n);
+		}
 	}
 
 	return PointerGetDatum(newtuple);

@@ -221,6 +221,21 @@ SELECT prev_trade_id = :v2 AS prev_is_v2, gap, cooldown
   FROM bidguard_cooldown_violations WHERE bot_id = 30;
 DELETE FROM bidguard_trades WHERE bot_id IN (30, 31);
 
+-- each admitted trade records the cooldown it was admitted under, so that
+-- raising a bot's cooldown later does not make its history a violation
+SELECT bidguard_set_cooldown(32, '1 hour');
+SET bidguard.test_clock = '2026-01-04 09:00:00+00';
+SELECT trade_id AS c1 FROM bidguard_try_trade(32) \gset
+SELECT cooldown FROM bidguard_trades WHERE trade_id = :c1;
+SET bidguard.test_clock = '2026-01-04 10:00:00+00';
+INSERT INTO bidguard_trades (bot_id) VALUES (32) RETURNING cooldown;
+SELECT bidguard_set_cooldown(32, '1 day');
+SELECT count(*) AS violations_after_raise FROM bidguard_cooldown_violations WHERE bot_id = 32;
+-- rows without one (legacy data) are judged by the bot's current cooldown
+UPDATE bidguard_trades SET cooldown = NULL WHERE bot_id = 32;
+SELECT count(*) AS violations_legacy FROM bidguard_cooldown_violations WHERE bot_id = 32;
+DELETE FROM bidguard_trades WHERE bot_id = 32;
+
 --
 -- The audit trail
 --
