@@ -563,6 +563,16 @@ bidguard_arg_id(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 /*
+ * bidguard_interval_text
+ *		An interval as the user's IntervalStyle shows it, for messages.
+ */
+char *
+bidguard_interval_text(Interval *iv)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
+}
+
+/*
  * bidguard_arg_wait_ms
  *		A "wait" argument in milliseconds: not negative (22023); months count
  *		as 30 days, as in interval comparison; rounded up, so that a positive
@@ -579,9 +589,7 @@ bidguard_arg_wait_ms(Interval *wait)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wait must not be negative"),
-				 errdetail("The wait given is %s.",
-						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(wait))))));
+				 errdetail("The wait given is %s.", bidguard_interval_text(wait))));
 	if (usecs == 0)
 		return 0;
 	if (usecs >= (double) INT_MAX * 1000.0)

@@ -99,6 +99,7 @@ extern Oid	bidguard_events_owner(Oid nspid);
 extern void bidguard_check_writable(const char *what);
 extern text *bidguard_arg_id(FunctionCallInfo fcinfo, int argno,
 							 const char *argname);
+extern char *bidguard_interval_text(Interval *iv);
 extern int	bidguard_arg_wait_ms(Interval *wait);
 extern Jsonb *bidguard_arg_object(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);

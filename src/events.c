@@ -133,6 +133,16 @@ text_datums_equal(Datum a, Datum b)
 		memcmp(VARDATA_ANY(ta), VARDATA_ANY(tb), VARSIZE_ANY_EXHDR(ta)) == 0;
 }
 
+/* Is a text datum exactly the ASCII word "word"?  No allocation. */
+static bool
+text_datum_is(Datum d, const char *word)
+{
+	text	   *t = DatumGetTextPP(d);
+	int			len = strlen(word);
+
+	return (int) VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), word, len) == 0;
+}
+
 /* {"reason": the tuple's status_reason}, or {} (no tuple, or no reason) */
 static Datum
 reason_detail(HeapTuple tuple, int attnum, TupleDesc desc)
@@ -234,9 +244,9 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 			with_reason = true;
 			if (!cols->is_trade)
 				kind = "bid_status_changed";
-			else if (!isnull2 && text_datums_equal(s2, CStringGetTextDatum("filled")))
+			else if (!isnull2 && text_datum_is(s2, "filled"))
 				kind = "trade_filled";
-			else if (!isnull2 && text_datums_equal(s2, CStringGetTextDatum("failed")))
+			else if (!isnull2 && text_datum_is(s2, "failed"))
 				kind = "trade_failed";
 			else
 				kind = "trade_status_changed";
@@ -260,7 +270,7 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 	else if (strcmp(kind, "trade_executed") == 0)
 		bidguard_count(BG_STAT_TRADES_EXECUTED);
 	else if (strcmp(kind, "bid_status_changed") == 0 && nulls[EV_NEW_STATUS] == ' ' &&
-			 text_datums_equal(values[EV_NEW_STATUS], CStringGetTextDatum("withdrawn")))
+			 text_datum_is(values[EV_NEW_STATUS], "withdrawn"))
 		bidguard_count(BG_STAT_BIDS_WITHDRAWN);
 
 	values[EV_KIND] = CStringGetTextDatum(kind);

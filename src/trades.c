@@ -80,12 +80,6 @@ typedef struct TradeAdmission
 
 static TradeAdmission admission = {false, 0, 0};
 
-static char *
-interval_text(Interval *iv)
-{
-	return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
-}
-
 static bool
 interval_is_negative(Interval *iv)
 {
@@ -206,7 +200,7 @@ bidguard_set_cooldown(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cooldown must not be negative"),
-				 errdetail("The cooldown given is %s.", interval_text(cooldown))));
+				 errdetail("The cooldown given is %s.", bidguard_interval_text(cooldown))));
 
 	bidguard_check_writable("bidguard_set_cooldown()");
 
@@ -726,8 +720,8 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_EXCLUSION_VIOLATION),
 						 errmsg("trade of bot %lld is inside its cooldown", (long long) bot_id),
 						 errdetail("Bot %lld has a cooldown of %s and traded within it; a trade at %s must wait %s more.",
-								   (long long) bot_id, interval_text(cooldown),
-								   timestamptz_to_str(effective), interval_text(retry)),
+								   (long long) bot_id, bidguard_interval_text(cooldown),
+								   timestamptz_to_str(effective), bidguard_interval_text(retry)),
 						 errhint("bidguard_try_trade() admits trades without raising errors and says how long to wait."),
 						 errtableconstraint(rel, "bidguard_trade_cooldown")));
 			}
