@@ -1,12 +1,11 @@
 -- demo/trade_count.sql — what a run left in a trades table, as one line:
---   trades|violations|bots_with_violations|executed|cooldown|busy|gap1|gap2|gap3
--- Run with psql -v trades=<table> -v bots=<table> -v run=<naive|guarded>.
+--   trades|violations|bots_with_violations|gap1|gap2|gap3
+-- Run with psql -v trades=<table> -v bots=<table>.
 --
 -- A violation is a pair of consecutive counting (not failed) trades of one bot
 -- whose effective times, coalesce(filled_at, created_at), are closer than the
 -- bot's cooldown. gap1..gap3 are the three smallest gaps between consecutive
 -- trades of a bot, in seconds ('-' when there are fewer gaps).
--- executed|cooldown|busy are the run's iterations by outcome (trade_outcomes).
 WITH effective AS (
     SELECT bot_id, coalesce(filled_at, created_at) AS at
       FROM :"trades"
@@ -23,18 +22,10 @@ WITH effective AS (
       FROM gaps
      ORDER BY gap
      LIMIT 3
-), outcomes AS (
-    SELECT count(*) FILTER (WHERE reason = 'executed') AS executed,
-           count(*) FILTER (WHERE reason = 'cooldown') AS cooldown,
-           count(*) FILTER (WHERE reason = 'busy')     AS busy
-      FROM trade_outcomes
-     WHERE run = :'run'
 )
 SELECT (SELECT count(*) FROM effective)                                AS trades,
        (SELECT count(*) FROM gaps WHERE gap < cooldown)                AS violations,
        (SELECT count(DISTINCT bot_id) FROM gaps WHERE gap < cooldown)  AS bots_with_violations,
-       o.executed, o.cooldown, o.busy,
        coalesce((SELECT gap FROM smallest WHERE n = 1), '-')           AS gap1,
        coalesce((SELECT gap FROM smallest WHERE n = 2), '-')           AS gap2,
-       coalesce((SELECT gap FROM smallest WHERE n = 3), '-')           AS gap3
-  FROM outcomes AS o;
+       coalesce((SELECT gap FROM smallest WHERE n = 3), '-')           AS gap3;

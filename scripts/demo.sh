@@ -1,66 +1,53 @@
 #!/usr/bin/env bash
-# scripts/demo.sh — `make demo`: the two races bidguard guards against, each
-# without and with bidguard: duplicate bids, then double trades.
+# scripts/demo.sh — `make demo`: the two incidents bidguard exists for, each run
+# by real worker processes, first as the incident's code did it, then through
+# bidguard.
 #
-# Part 1, duplicate bids. Scanner workers watch a marketplace feed; every posting they see
-# gets one bid. The incident (shared/background/bid-deduplication-writeup.md) did
-# "is there an active bid for this posting? (SELECT ... FOR UPDATE) if not, INSERT
-# one". FOR UPDATE only locks rows that exist: while a posting has no bid yet,
-# every scanner that asks is told "no", and each inserts its own bid.
+# The workers are the Python example's (examples/python/bidguard_worker.py):
+# scanner processes that bid on every posting of a marketplace feed, and
+# trading processes running the double-trade incident's Celery-style task.
+# demo/incidents.py runs them with one of two guards, and nothing else differs:
+#   none      the incidents' own code on plain tables (demo/schema.sql,
+#             demo/trade_schema.sql): "SELECT ... FOR UPDATE the posting's
+#             active bid, INSERT one if there is none"; "has the bot traded
+#             within its cooldown? if not, place the order and record it";
+#   bidguard  bidguard_create_bid(), bidguard_try_trade() & co.
 #
-# The demo runs the same pgbench workload twice on a throwaway cluster:
-#   1. naive   — the incident's check-then-insert on a plain `bids` table
-#                (demo/schema.sql, demo/naive.pgbench);
-#   2. guarded — the check-then-insert replaced by bidguard_create_bid()
-#                (demo/guarded.pgbench).
-# Same clients, same duration, same feed of postings, same evaluation pause.
-# Then it counts, with SQL, the postings left with more than one active bid, and
-# checks bidguard's invariant and audit trail.
+# Part 1, duplicate bids: $DEMO_WORKERS scanners, no guard, then bidguard.
+# Part 2, double trades:  $DEMO_WORKERS traders, no guard, then bidguard.
+# After every run it counts with SQL what the run left: postings with more than
+# one active bid; pairs of a bot's trades closer than its cooldown. For the
+# guarded runs it also checks bidguard's audit views and trail and shows the
+# statistics bidguard kept (reset before each run). Every number printed is
+# measured in this run.
 #
-# Part 2, double trades. Trading workers evaluate bots; a bot may trade once per
-# cooldown. The incident (shared/background/double-trade-writeup.md): two Celery
-# workers both asked "is this bot's last trade (max of coalesce(filled_at,
-# created_at)) older than its cooldown?", both were told yes, and both traded,
-# 0.09-0.82 s apart. The trade being placed is not in the table until the
-# exchange has answered, so every worker that asks meanwhile passes the check.
-# Two more pgbench runs, on the same cluster:
-#   3. naive   — check, place the order (the exchange call: a pause), INSERT the
-#                trade, on plain `bots` and `trades` tables
-#                (demo/trade_schema.sql, demo/trade_naive.pgbench);
-#   4. guarded — BEGIN; bidguard_try_trade(bot, '{}', '0'); the same exchange
-#                call with the bot's lock held; bidguard_fill_trade(); COMMIT
-#                (demo/trade_guarded.pgbench).
-# Same workers, same duration, same bots and cooldown, same exchange pause, and
-# the same short random wait between a worker's evaluations (its other tasks).
-# Then it counts, with SQL, the pairs of consecutive trades of a bot closer than
-# the cooldown, shows the smallest gaps between a bot's trades, and checks
-# bidguard's own audit view and trail. Every number printed is measured in this
-# run.
-#
-# Exit status: 0 when both naive runs produced their race and both guarded runs
-# none; 1 when a guarded run has a duplicate bid or a trade inside the cooldown,
-# a row without its creation event, or made nothing at all, or a naive run
-# happened to show no race (rerun with more clients or seconds); 2 on a usage
-# error.
+# Exit status: 0 when both unguarded runs produced their race and both guarded
+# runs none; 1 when a guarded run let a duplicate or a violation through, left
+# a row without its event, did nothing, or its workers' counts disagree with
+# the tables, or when an unguarded run happened to show no race (rerun with
+# more workers or seconds); 2 on a usage error.
 #
 # Usage: scripts/demo.sh [--quick]          (make demo [DEMO_ARGS=--quick])
-#   --quick            2-second runs instead of 5
+#   --quick            2-second runs instead of 5 (the whole demo in under a minute)
 # Environment:
 #   DEMO_SECONDS       length of each run in seconds (default 5; 2 with --quick)
-#   DEMO_CLIENTS       concurrent scanners and trading workers, i.e. pgbench
-#                      clients (default 16)
-#   DEMO_POSTINGS      postings listed on the feed at a time (default 20)
-#   DEMO_BOTS          bots the trading workers evaluate (default 4)
+#   DEMO_WORKERS       worker processes per run (default 16)
+#   DEMO_POSTINGS      postings listed per feed batch, every 100 ms (default 20)
+#   DEMO_BOTS          bots the traders trade (default 4)
 #   DEMO_COOLDOWN_MS   each bot's cooldown in milliseconds (default 1000; at
 #                      most half a run, so that a guarded bot trades twice)
 #   PG_CONFIG          which PostgreSQL to build against and run (default pg_config)
+#   PYTHON             a Python 3 with psycopg 3 (default /usr/bin/python3, which
+#                      Debian's python3-psycopg is for)
 
+# run(), count() and count_trades() set NAME_* variables by name:
+# shellcheck disable=SC2154
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 usage() {
-	sed -n 's/^# \{0,1\}//; /^Usage:/,/^ *PG_CONFIG/p' "${BASH_SOURCE[0]}"
+	sed -n 's/^# \{0,1\}//; /^Usage:/,/^ *PYTHON /p' "${BASH_SOURCE[0]}"
 }
 
 die() {
@@ -79,25 +66,22 @@ done
 
 if ((quick)); then default_seconds=2; else default_seconds=5; fi
 seconds=${DEMO_SECONDS:-$default_seconds}
-clients=${DEMO_CLIENTS:-16}
+workers=${DEMO_WORKERS:-16}
 postings=${DEMO_POSTINGS:-20}
 bots=${DEMO_BOTS:-4}
 cooldown_ms=${DEMO_COOLDOWN_MS:-1000}
-for knob in seconds clients postings bots cooldown_ms; do
+for knob in seconds workers postings bots cooldown_ms; do
 	[[ ${!knob} =~ ^[1-9][0-9]*$ ]] || die "DEMO_${knob^^} must be a positive integer, not '${!knob}'"
 done
 ((seconds <= 60)) || die "DEMO_SECONDS is at most 60"
-((clients <= 100)) || die "DEMO_CLIENTS is at most 100 (the cluster allows 150 connections)"
+((workers <= 100)) || die "DEMO_WORKERS is at most 100 (the cluster allows 150 connections)"
 ((bots <= 1000)) || die "DEMO_BOTS is at most 1000"
 ((cooldown_ms * 2 <= seconds * 1000)) ||
 	die "DEMO_COOLDOWN_MS is at most half a run ($((seconds * 500)) ms with $seconds-second runs)"
 
-feed_ms=100      # a fresh batch of $postings postings is listed every 100 ms
-pause=0.001      # seconds a scanner spends evaluating a posting, in both bid runs
-exchange=0.05    # seconds the exchange takes to place an order, in both trade runs
-think_ms=50      # a trading worker waits 0..50 ms between two evaluations
+exchange_ms=50   # how long the exchange takes to place an order, in both trade runs
 cooldown=$(printf '%d.%03d' $((cooldown_ms / 1000)) $((cooldown_ms % 1000)))   # seconds
-threads=$((clients < 2 ? clients : 2))
+python=${PYTHON:-/usr/bin/python3}
 
 step() {
 	printf '\n==> %s\n' "$*"
@@ -106,7 +90,9 @@ step() {
 # --- 1. dependencies, build, install -----------------------------------------
 
 step "dependencies (scripts/deps.sh)"
-DEPS_VERBOSE=1 "$root/scripts/deps.sh"
+DEPS_VERBOSE=1 "$root/scripts/deps.sh" python3 python3-psycopg
+"$python" -c 'import psycopg' 2>/dev/null ||
+	die "$python cannot import psycopg 3; set PYTHON to a Python 3 that can"
 
 export PG_CONFIG=${PG_CONFIG:-pg_config}
 
@@ -126,43 +112,40 @@ echo "built bidguard.so; installed into $("$PG_CONFIG" --pkglibdir) and $("$PG_C
 step "throwaway cluster (scripts/cluster.sh)"
 # shellcheck disable=SC2119  # no extra postgresql.conf lines
 cluster_start
-work=$(cluster_mkdir demo)   # pgbench logs; removed with the cluster
-pgbench=$CLUSTER_BINDIR/pgbench
+work=$(cluster_mkdir demo)   # the workers' output; removed with the cluster
 psql=(cluster_psql)
 
 export PGDATABASE=bidguard_demo
 "${psql[@]}" -d postgres -c "CREATE DATABASE bidguard_demo"
 "${psql[@]}" -c "CREATE EXTENSION bidguard"
-"${psql[@]}" -f "$root/demo/schema.sql"
-"${psql[@]}" -v bots="$bots" -v cooldown="$cooldown s" -f "$root/demo/trade_schema.sql"
-echo "database bidguard_demo: extension bidguard $("${psql[@]}" -A -t -c "SELECT extversion FROM pg_extension WHERE extname = 'bidguard'"), naive tables bids, bots and trades"
-echo "$bots bots with a cooldown of $cooldown s, in bots and registered with bidguard_set_cooldown()"
+"${psql[@]}" -f "$root/demo/schema.sql" -f "$root/demo/trade_schema.sql"
+echo "database bidguard_demo: extension bidguard $("${psql[@]}" -A -t -c "SELECT extversion FROM pg_extension WHERE extname = 'bidguard'"), plain tables bids, bots and trades"
+echo "workers: $python $(realpath --relative-to="$PWD" "$root/demo/incidents.py") (psycopg $("$python" -c 'import psycopg; print(psycopg.__version__)'))"
 
 # --- 3. the runs -------------------------------------------------------------
 
-# run NAME LABEL SCRIPT DESCRIPTION PGBENCH_ARG...: pgbench SCRIPT, leaving its
-# output in $work/NAME.log and setting NAME_transactions and NAME_tps from it.
+# run NAME GUARD DESCRIPTION WORKER_ARG...: the workers of demo/incidents.py
+# with GUARD (none | bidguard); sets NAME_<key> for every key of their JSON
+# summary (bid_calls, bids_created, trade_calls, trades_executed, ...).
 run() {
-	local name=$1 label=$2 script=$3 description=$4 log=$work/$1.log
-	shift 4
-	step "$label run: $description"
-	if ! "$pgbench" -n -M prepared -c "$clients" -j "$threads" -T "$seconds" \
-		"$@" -f "$script" >"$log" 2>&1; then
-		cat "$log" >&2
-		echo "demo: pgbench failed in the $label run" >&2
+	local name=$1 guard=$2 description=$3 out=$work/$1.json
+	shift 3
+	step "$description"
+	if ! "$python" "$root/demo/incidents.py" --guard "$guard" --seconds "$seconds" "$@" >"$out"; then
+		echo "demo: the workers failed in run '$name'" >&2
 		exit 1
 	fi
-	local transactions tps
-	transactions=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$log")
-	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log")
-	[[ -n $transactions && -n $tps ]] || {
-		cat "$log" >&2
-		echo "demo: could not read the $label run's pgbench summary" >&2
-		exit 1
-	}
-	printf -v "${name}_transactions" '%s' "$transactions"
-	printf -v "${name}_tps" '%.0f' "$tps"
-	echo "$transactions transactions, $(printf '%.0f' "$tps") tps"
+	cat "$out"
+	local assignments
+	assignments=$("$python" - "$name" "$out" <<-'EOF'
+		import json, sys
+		name, path = sys.argv[1:]
+		for key, value in json.load(open(path)).items():
+		    if isinstance(value, int):
+		        print(f"{name}_{key}={value}")
+		EOF
+	)
+	eval "$assignments"
 }
 
 # count NAME TABLE: set NAME_bids, NAME_postings, NAME_dup_postings, NAME_surplus.
@@ -172,14 +155,12 @@ count() {
 	IFS='|' read -r "${name}_bids" "${name}_postings" "${name}_dup_postings" "${name}_surplus" <<<"$line"
 }
 
-# count_trades NAME RUN TRADES BOTS: set NAME_trades, NAME_violations,
-# NAME_violating_bots, NAME_executed, NAME_cooldown, NAME_busy, NAME_gap1..3
-# (RUN is the run's name in trade_outcomes).
+# count_trades NAME TRADES BOTS: set NAME_trades (counting trades), NAME_violations,
+# NAME_violating_bots, NAME_gap1..3.
 count_trades() {
 	local name=$1 line
-	line=$("${psql[@]}" -A -t -v run="$2" -v trades="$3" -v bots="$4" -f "$root/demo/trade_count.sql")
+	line=$("${psql[@]}" -A -t -v trades="$2" -v bots="$3" -f "$root/demo/trade_count.sql")
 	IFS='|' read -r "${name}_trades" "${name}_violations" "${name}_violating_bots" \
-		"${name}_executed" "${name}_cooldown" "${name}_busy" \
 		"${name}_gap1" "${name}_gap2" "${name}_gap3" <<<"$line"
 }
 
@@ -189,107 +170,111 @@ stats() {
 	"${psql[@]}" -A -t -F ' ' -c "SELECT $1 FROM bidguard_stats" 2>&1
 }
 
-naive_transactions='' naive_tps='' naive_bids='' naive_postings='' naive_dup_postings='' naive_surplus=''
-guarded_transactions='' guarded_tps='' guarded_bids='' guarded_postings='' guarded_dup_postings='' guarded_surplus=''
-tnaive_transactions='' tnaive_tps='' tnaive_trades='' tnaive_violations='' tnaive_violating_bots=''
-tnaive_executed='' tnaive_cooldown='' tnaive_busy='' tnaive_gap1='' tnaive_gap2='' tnaive_gap3=''
-tguarded_transactions='' tguarded_tps='' tguarded_trades='' tguarded_violations='' tguarded_violating_bots=''
-tguarded_executed='' tguarded_cooldown='' tguarded_busy='' tguarded_gap1='' tguarded_gap2='' tguarded_gap3=''
+stats_reset() {
+	"${psql[@]}" -A -t -c "SELECT bidguard_stats_reset()" >/dev/null 2>&1 || true
+}
 
-bid_run=("$clients scanners, $seconds s, $postings live postings, $pause s evaluation pause"
-	-D postings="$postings" -D feed_ms="$feed_ms" -D pause="$pause")
-trade_run=("$clients workers, $seconds s, $bots bots, $cooldown s cooldown, $exchange s exchange call"
-	-D bots="$bots" -D exchange="$exchange" -D think_ms="$think_ms")
+bid_args=(--scanners "$workers" --traders 0 --postings "$postings")
+trade_args=(--scanners 0 --traders "$workers" --bots "$bots" --cooldown-ms "$cooldown_ms"
+	--exchange-ms "$exchange_ms")
 
 # Part 1: duplicate bids.
-run naive naive "$root/demo/naive.pgbench" "${bid_run[@]}"
+run naive none "part 1, no guard: $workers scanner processes, $seconds s, the incident's SELECT ... FOR UPDATE, then INSERT" "${bid_args[@]}"
 count naive bids
-run guarded guarded "$root/demo/guarded.pgbench" "${bid_run[@]}"
+stats_reset
+run guarded bidguard "part 1, bidguard: the same $workers scanner processes, $seconds s, bidguard_create_bid()" "${bid_args[@]}"
 count guarded bidguard_bids
-
-invariant_sql=$(grep -v '^--' "$root/demo/invariant.sql")
-invariant=$("${psql[@]}" -A -t -F ' ' -c "$invariant_sql")
 bid_stats_ok=1
 bid_stats=$(stats "bids_created, bids_deduplicated, lock_waited, round(lock_wait_max_ms::numeric, 1)") || bid_stats_ok=0
+invariant_sql=$(grep -v '^--' "$root/demo/invariant.sql")
+invariant=$("${psql[@]}" -A -t -F ' ' -c "$invariant_sql")
 
 # Part 2: double trades.
-run tnaive "naive trade" "$root/demo/trade_naive.pgbench" "${trade_run[@]}"
-count_trades tnaive naive trades bots
-run tguarded "guarded trade" "$root/demo/trade_guarded.pgbench" "${trade_run[@]}"
-count_trades tguarded guarded bidguard_trades bidguard_bots
-
+run tnaive none "part 2, no guard: $workers trading processes, $seconds s, $bots bots, cooldown checked, then traded" "${trade_args[@]}"
+count_trades tnaive trades bots
+stats_reset
+run tguarded bidguard "part 2, bidguard: the same $workers trading processes, $seconds s, bidguard_try_trade()" "${trade_args[@]}"
+count_trades tguarded bidguard_trades bidguard_bots
+trade_stats_ok=1
+trade_stats=$(stats "trades_executed, trades_rejected_cooldown, trades_rejected_busy, lock_waited") || trade_stats_ok=0
 trade_invariant_sql=$(grep -v '^--' "$root/demo/trade_invariant.sql")
 trade_invariant=$("${psql[@]}" -A -t -F ' ' -c "$trade_invariant_sql")
-trade_stats_ok=1
-trade_stats=$(stats "trades_executed, trades_rejected_cooldown, trades_rejected_busy") || trade_stats_ok=0
+# the workers' own count of trades, against the tables'
+tnaive_rows=$("${psql[@]}" -A -t -c "SELECT count(*) FROM trades")
+tguarded_rows=$("${psql[@]}" -A -t -c "SELECT count(*) FROM bidguard_trades")
 
 # --- 4. the report -----------------------------------------------------------
 
 row() {
-	printf '  %-42s %18s %18s\n' "$@"
+	printf '  %-44s %18s %18s\n' "$@"
 }
 
 step "report, part 1: duplicate bids"
-echo "Each scanner loop picks one of the $postings postings listed on the feed (a fresh batch every"
-echo "$feed_ms ms), evaluates it for $pause s, and bids unless the posting has an active bid."
+echo "Every 100 ms the feed lists $postings new postings; each scanner picks one of them, bids on it"
+echo "unless it has an active bid, submits the bid it created, and one time in 20 withdraws the"
+echo "bid it found (a rescan). Same worker code in both columns; only the guard differs."
 echo
-row "" "naive" "bidguard"
-row "" "check-then-insert" "create_bid()"
-row "clients (scanners)" "$clients" "$clients"
+row "" "no guard" "bidguard"
+row "" "SELECT FOR UPDATE," "create_bid()"
+row "" "then INSERT" ""
+row "worker processes (scanners)" "$workers" "$workers"
 row "duration (s)" "$seconds" "$seconds"
-row "transactions (pgbench)" "$naive_transactions" "$guarded_transactions"
-row "throughput (tps)" "$naive_tps" "$guarded_tps"
+row "bid calls (posting checked, bid or not)" "$naive_bid_calls" "$guarded_bid_calls"
+row "throughput (calls/s)" "$((naive_bid_calls / seconds))" "$((guarded_bid_calls / seconds))"
+row "bids created (workers' count)" "$naive_bids_created" "$guarded_bids_created"
+row "bids in the table" "$naive_bids" "$guarded_bids"
 row "postings bid on" "$naive_postings" "$guarded_postings"
-row "bids created" "$naive_bids" "$guarded_bids"
 row "postings with more than one active bid" "$naive_dup_postings" "$guarded_dup_postings"
 row "duplicate active bids (surplus rows)" "$naive_surplus" "$guarded_surplus"
 
 echo
-echo "Invariant and audit trail of the guarded table:"
+echo "Invariant and audit trail of bidguard's table:"
 echo "  $invariant_sql"
 read -r one_active every_event <<<"$invariant"
 echo "  -> at most one active bid per posting: $one_active; every bid has its bid_created event: $every_event"
-
 if ((bid_stats_ok)); then
 	read -r created deduplicated waited wait_max <<<"$bid_stats"
-	echo "  bidguard_stats: $created bids created, $deduplicated calls given the posting's existing bid,"
-	echo "                  $waited lock waits behind a concurrent creator (longest ${wait_max} ms)"
+	echo "  bidguard_stats for the run: $created bids created, $deduplicated calls given the posting's"
+	echo "  existing bid, $waited lock waits behind a concurrent creator (longest ${wait_max} ms)"
 else
 	echo "  (bidguard_stats unavailable: $(head -n 1 <<<"${bid_stats#*ERROR:  }"))"
 fi
 
 step "report, part 2: double trades"
-echo "Each worker loop waits 0-$think_ms ms, picks one of the $bots bots and checks its cooldown ($cooldown s):"
-echo "has it traded within the cooldown? If not, it places the order (the exchange call takes"
-echo "$exchange s) and records the trade. bidguard holds the bot's lock from the check to COMMIT."
+echo "Each trader takes a bot whose cooldown ($cooldown s) has passed by its own reckoning and runs"
+echo "the trade task: check the cooldown, place the order (the exchange takes $exchange_ms ms), record"
+echo "the fill or the rejection. With bidguard the check is bidguard_try_trade(), whose bot lock"
+echo "is held until COMMIT, across the exchange call. Same worker code in both columns."
 echo
-row "" "naive" "bidguard"
-row "" "check-then-trade" "try_trade()"
-row "clients (workers)" "$clients" "$clients"
+row "" "no guard" "bidguard"
+row "" "check, then trade" "try_trade()"
+row "worker processes (traders)" "$workers" "$workers"
 row "duration (s)" "$seconds" "$seconds"
-row "evaluations (pgbench transactions)" "$tnaive_transactions" "$tguarded_transactions"
-row "throughput (evaluations/s)" "$tnaive_tps" "$tguarded_tps"
-row "trades executed" "$tnaive_trades" "$tguarded_trades"
-row "evaluations refused: cooldown" "$tnaive_cooldown" "$tguarded_cooldown"
-row "evaluations refused: busy (trade under way)" "-" "$tguarded_busy"
+row "trade tasks run" "$tnaive_trade_calls" "$tguarded_trade_calls"
+row "throughput (tasks/s)" "$((tnaive_trade_calls / seconds))" "$((tguarded_trade_calls / seconds))"
+row "trades executed (workers' count)" "$tnaive_trades_executed" "$tguarded_trades_executed"
+row "trades in the table" "$tnaive_rows" "$tguarded_rows"
+row "tasks refused: cooldown" "$tnaive_trades_cooldown" "$tguarded_trades_cooldown"
+row "tasks refused: busy (trade under way)" "-" "$tguarded_trades_busy"
 row "trade pairs closer than the cooldown" "$tnaive_violations" "$tguarded_violations"
 row "bots with such a pair" "$tnaive_violating_bots" "$tguarded_violating_bots"
 row "smallest gaps between a bot's trades (s)" "$tnaive_gap1" "$tguarded_gap1"
 row "" "$tnaive_gap2" "$tguarded_gap2"
 row "" "$tnaive_gap3" "$tguarded_gap3"
-echo "  (the incident's double trades were 0.09-0.82 s apart. A gap is measured between effective"
-echo "  times, coalesce(filled_at, created_at); with bidguard the next trade is admitted a cooldown"
-echo "  after the previous one filled at the earliest, and fills an exchange call later.)"
+echo "  (the incident's double trades were 0.09-0.82 s apart. Gaps are between effective times,"
+echo "  coalesce(filled_at, created_at), of trades that count (not failed); with bidguard the next"
+echo "  trade is admitted a cooldown after the previous fill at the earliest, and fills an exchange"
+echo "  call later.)"
 
 echo
-echo "Invariant and audit trail of the guarded table:"
+echo "Invariant and audit trail of bidguard's table:"
 echo "  $trade_invariant_sql"
 read -r no_violation every_trade_event <<<"$trade_invariant"
 echo "  -> bidguard_cooldown_violations is empty: $no_violation; every trade has its trade_executed event: $every_trade_event"
-
 if ((trade_stats_ok)); then
-	read -r executed rejected_cooldown rejected_busy <<<"$trade_stats"
-	echo "  bidguard_stats: $executed trades executed, $rejected_cooldown refused in the cooldown, $rejected_busy refused as busy"
+	read -r executed rejected_cooldown rejected_busy trade_waited <<<"$trade_stats"
+	echo "  bidguard_stats for the run: $executed trades executed, $rejected_cooldown refused in the cooldown,"
+	echo "  $rejected_busy refused as busy, $trade_waited lock waits (the workers ask with wait => '0')"
 else
 	echo "  (bidguard_stats unavailable: $(head -n 1 <<<"${trade_stats#*ERROR:  }"))"
 fi
@@ -310,31 +295,31 @@ if ((tguarded_violations > 0)) || [[ $no_violation != t || $every_trade_event !=
 	echo "FAIL: bidguard let a trade through inside the cooldown, or a trade lacks its admission event."
 	status=1
 fi
-if ((tguarded_trades == 0)); then
+if ((tguarded_rows == 0)); then
 	echo "FAIL: the guarded trade run executed no trades at all."
 	status=1
 fi
-# Every iteration logs its outcome in its own transaction: the counts must agree.
-if ((tnaive_executed != tnaive_trades || tnaive_busy != 0 || tguarded_executed != tguarded_trades)); then
-	echo "FAIL: the trade outcomes logged ($tnaive_executed, $tguarded_executed executed) disagree with the trades tables ($tnaive_trades, $tguarded_trades rows)."
+if ((naive_bids_created != naive_bids || guarded_bids_created != guarded_bids ||
+	tnaive_trades_executed != tnaive_rows || tguarded_trades_executed != tguarded_rows)); then
+	echo "FAIL: the workers' counts of what they committed disagree with the tables."
 	status=1
 fi
 if ((naive_surplus == 0)); then
-	echo "INCONCLUSIVE: the naive bid run hit no race this time, so it shows nothing to stop."
+	echo "INCONCLUSIVE: the unguarded bid run hit no race this time, so it shows nothing to stop."
 	status=1
 fi
 if ((tnaive_violations == 0)); then
-	echo "INCONCLUSIVE: the naive trade run hit no race this time, so it shows nothing to stop."
+	echo "INCONCLUSIVE: the unguarded trade run hit no race this time, so it shows nothing to stop."
 	status=1
 fi
 if ((naive_surplus == 0 || tnaive_violations == 0)); then
-	((clients > 1)) || echo "With DEMO_CLIENTS=1 there is no concurrency, hence no race."
-	echo "Rerun with more clients or time, e.g. DEMO_CLIENTS=32 DEMO_SECONDS=10 make demo."
+	((workers > 1)) || echo "With DEMO_WORKERS=1 there is no concurrency, hence no race."
+	echo "Rerun with more workers or time, e.g. DEMO_WORKERS=32 DEMO_SECONDS=10 make demo."
 fi
 if ((status == 0)); then
-	echo "OK: the naive scanners left $naive_surplus duplicate active bids on $naive_dup_postings of $naive_postings postings;"
-	echo "    with bidguard_create_bid(), $guarded_postings postings got exactly one active bid each."
-	echo "OK: the naive workers traded $tnaive_violations times inside a bot's cooldown (smallest gap $tnaive_gap1 s);"
-	echo "    with bidguard_try_trade(), $tguarded_trades trades, none closer than $cooldown s (smallest gap $tguarded_gap1 s)."
+	echo "OK: without a guard the scanners left $naive_surplus duplicate active bids on $naive_dup_postings of $naive_postings postings;"
+	echo "    with bidguard_create_bid(), $guarded_postings postings, never more than one active bid each."
+	echo "OK: without a guard the traders traded $tnaive_violations times inside a bot's cooldown (smallest gap $tnaive_gap1 s);"
+	echo "    with bidguard_try_trade(), $tguarded_rows trades, no two that count closer than $cooldown s (smallest gap $tguarded_gap1 s)."
 fi
 exit "$status"
