@@ -22,6 +22,13 @@
 #   prometheus-postgres-exporter    the exporter test/t/009_exporter.pl runs with
 #                                   monitoring/queries.yaml
 #   perl                            prove (TAP::Harness)
+#   python3 python3-psycopg         the Python example client and `make demo`'s workers
+#   libpq-dev                       the C example client
+#   nodejs npm                      the Node.js example client (only when `node` or
+#                                   `npm` is not on PATH: a Node.js from elsewhere,
+#                                   e.g. NodeSource's, is used as it is)
+# Then, unless examples/node/node_modules has the locked `pg`, it runs `npm ci` there
+# (the npm registry; package-lock.json pins every version).
 #   util-linux coreutils diffutils findutils tar procps
 #                                   runuser, timeout, mktemp, diff (pg_regress), find,
 #                                   tar (copying the test tree), ps
@@ -53,6 +60,9 @@ packages=(
     libipc-run-perl
     prometheus-postgres-exporter
     perl
+    python3
+    python3-psycopg
+    libpq-dev
     util-linux
     coreutils
     diffutils
@@ -101,8 +111,25 @@ command -v pg_prove >/dev/null 2>&1 || need_file /nonexistent/pg_prove libtap-pa
 command -v prove >/dev/null 2>&1 || need_file /nonexistent/prove perl
 perl -MIPC::Run -e 1 >/dev/null 2>&1 || need_file /nonexistent/IPC::Run libipc-run-perl
 need_file /usr/bin/prometheus-postgres-exporter prometheus-postgres-exporter
+command -v node >/dev/null 2>&1 || need_file /nonexistent/node nodejs
+command -v npm >/dev/null 2>&1 || need_file /nonexistent/npm npm
+
+# The Node.js example's packages, exactly as package-lock.json pins them.
+node_packages() {
+    local dir
+    dir="$(cd "$(dirname "$0")/.." && pwd)/examples/node"
+    [ -f "$dir/package-lock.json" ] || return 0
+    [ -d "$dir/node_modules/pg" ] && return 0
+    echo "deps.sh: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
 
 if [ "${#missing[@]}" -eq 0 ]; then
+    [ "$check_only" = 1 ] && [ ! -d "$(dirname "$0")/../examples/node/node_modules/pg" ] && {
+        echo "deps.sh: missing: examples/node/node_modules (run: cd examples/node && npm ci)" >&2
+        exit 1
+    }
+    [ "$check_only" = 1 ] || node_packages
     [ -n "${DEPS_VERBOSE:-}" ] && echo "deps.sh: all build and test dependencies are installed"
     exit 0
 fi
@@ -119,3 +146,4 @@ echo "deps.sh: installing: ${missing[*]}"
 apt-get update
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
 echo "deps.sh: installed: ${missing[*]}"
+node_packages
