@@ -196,7 +196,7 @@ def execute_trade(conn, guard, exchange, bot, trade_data, counts):
     the order is placed, the transaction must commit: rolling it back and
     running it again would place a second order.  At READ COMMITTED nothing
     after bidguard_try_trade() can fail with 40001 (the bot's lock already
-    orders the admissions); at SERIALIZABLE, COMMIT itself may.
+    orders the admissions); at SERIALIZABLE, recording the fill or COMMIT may.
     """
     placed = False
 
