@@ -312,7 +312,8 @@ COMMENT ON FUNCTION @extschema@.bidguard_lock(text, text, interval) IS
 
 CREATE VIEW @extschema@.bidguard_locks AS
 SELECT l.pid,
-       CASE l.objsubid WHEN 25089 THEN 'bid' WHEN 25090 THEN 'bot' ELSE 'user' END AS kind,
+       CASE l.objsubid WHEN 25089 THEN 'bid' WHEN 25090 THEN 'bot' WHEN 25091 THEN 'user'
+                       ELSE 'guard' END AS kind,
        (l.classid::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
            OPERATOR(pg_catalog.|) l.objid::pg_catalog.int8 AS key,
        l.granted,
@@ -320,10 +321,94 @@ SELECT l.pid,
        l.database
   FROM pg_catalog.pg_locks AS l
  WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory'
-   AND l.objsubid OPERATOR(pg_catalog.=) ANY ('{25089,25090,25091}'::pg_catalog.int2[]);
+   AND l.objsubid OPERATOR(pg_catalog.=) ANY ('{25089,25090,25091,25092}'::pg_catalog.int2[]);
 
 COMMENT ON VIEW @extschema@.bidguard_locks IS
-    'bidguard locks held or awaited now: kind bid (key = bidguard_lock_key(marketplace_id, posting_id)), bot (key = bot_id) or user (key = bidguard_lock_key(namespace, key))';
+    'bidguard locks held or awaited now: kind bid (key = bidguard_lock_key(marketplace_id, posting_id)), bot (key = bot_id), user (key = bidguard_lock_key(namespace, key)) or guard (a key of a table guarded with bidguard_guard_cooldown)';
+
+
+--
+-- Guards on the application's own tables (src/guards.c).  A guard is an
+-- ordinary trigger or index of the application's table, so pg_dump and
+-- pg_restore carry it with the table; bidguard_guards lists them.
+--
+CREATE FUNCTION @extschema@.bidguard_cooldown_guard_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'bidguard_cooldown_guard_trigger'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_cooldown_guard_trigger() IS
+    'the cooldown guard bidguard_guard_cooldown() attaches: BEFORE INSERT OR UPDATE OF key, time[, fill], the cooldown as argument';
+
+CREATE FUNCTION @extschema@.bidguard_guard_cooldown(tbl pg_catalog.regclass, key_column name,
+    time_column name, cooldown interval, fill_column name DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'bidguard_guard_cooldown'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_guard_cooldown(pg_catalog.regclass, name, name, interval, name) IS
+    'guard a table: two rows of one key never closer than the cooldown (effective time coalesce(fill, time)); owner only';
+
+CREATE FUNCTION @extschema@.bidguard_unguard_cooldown(tbl pg_catalog.regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'bidguard_unguard_cooldown'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_unguard_cooldown(pg_catalog.regclass) IS
+    'remove the cooldown guard of a table, and the index bidguard_guard_cooldown made for it; owner only';
+
+CREATE FUNCTION @extschema@.bidguard_guard_unique_active(tbl pg_catalog.regclass, key_columns name[],
+    status_column name, active_statuses text[])
+RETURNS name
+AS 'MODULE_PATHNAME', 'bidguard_guard_unique_active'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_guard_unique_active(pg_catalog.regclass, name[], name, text[]) IS
+    'guard a table: at most one row per key whose status is active (a partial unique index); 23505 and nothing changed when rows already break it; owner only';
+
+CREATE VIEW @extschema@.bidguard_guards AS
+SELECT 'cooldown'::pg_catalog.text AS kind,
+       t.tgrelid::pg_catalog.regclass AS table_name,
+       ARRAY[k.attname] AS key_columns,
+       tm.attname AS time_column,
+       f.attname AS fill_column,
+       pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\000', 1)::pg_catalog.interval AS cooldown,
+       NULL::pg_catalog.text AS condition,
+       (SELECT i.indexrelid::pg_catalog.regclass
+          FROM pg_catalog.pg_index AS i
+         WHERE i.indrelid OPERATOR(pg_catalog.=) t.tgrelid
+           AND pg_catalog.obj_description(i.indexrelid, 'pg_class') OPERATOR(pg_catalog.~~) 'bidguard_guard_cooldown:%'
+         LIMIT 1) AS index_name,
+       t.tgname AS trigger_name
+  FROM pg_catalog.pg_trigger AS t
+  JOIN pg_catalog.pg_attribute AS k
+    ON k.attrelid OPERATOR(pg_catalog.=) t.tgrelid AND k.attnum OPERATOR(pg_catalog.=) t.tgattr[0]
+  JOIN pg_catalog.pg_attribute AS tm
+    ON tm.attrelid OPERATOR(pg_catalog.=) t.tgrelid AND tm.attnum OPERATOR(pg_catalog.=) t.tgattr[1]
+  LEFT JOIN pg_catalog.pg_attribute AS f
+    ON f.attrelid OPERATOR(pg_catalog.=) t.tgrelid AND f.attnum OPERATOR(pg_catalog.=) t.tgattr[2]
+ WHERE t.tgfoid OPERATOR(pg_catalog.=) '@extschema@.bidguard_cooldown_guard_trigger()'::pg_catalog.regprocedure
+UNION ALL
+SELECT 'unique_active',
+       i.indrelid::pg_catalog.regclass,
+       ARRAY(SELECT a.attname
+               FROM pg_catalog.generate_subscripts(i.indkey, 1) AS s(n)
+               JOIN pg_catalog.pg_attribute AS a
+                 ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                AND a.attnum OPERATOR(pg_catalog.=) i.indkey[s.n]
+              ORDER BY s.n),
+       NULL, NULL, NULL,
+       pg_catalog.pg_get_expr(i.indpred, i.indrelid),
+       i.indexrelid::pg_catalog.regclass,
+       NULL
+  FROM pg_catalog.pg_index AS i
+ WHERE i.indisunique
+   AND pg_catalog.obj_description(i.indexrelid, 'pg_class') OPERATOR(pg_catalog.~~) 'bidguard_guard_unique_active:%';
+
+COMMENT ON VIEW @extschema@.bidguard_guards IS
+    'the guards on application tables: kind cooldown (a trigger, and the index serving it) or unique_active (a partial unique index)';
+
+GRANT SELECT ON @extschema@.bidguard_guards TO PUBLIC;
 
 --
 -- Statistics (shared memory; needs shared_preload_libraries = 'bidguard').

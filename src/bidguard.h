@@ -19,7 +19,9 @@
 #define BIDGUARD_H
 
 #include "fmgr.h"
+#include "access/htup.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -35,6 +37,7 @@
 #define BIDGUARD_LOCK_CLASS_BID		25089	/* 0x6201: a posting */
 #define BIDGUARD_LOCK_CLASS_BOT		25090	/* 0x6202: a bot's trades */
 #define BIDGUARD_LOCK_CLASS_USER	25091	/* 0x6203: bidguard_lock(namespace, key) */
+#define BIDGUARD_LOCK_CLASS_GUARD	25092	/* 0x6204: a key of a guarded table */
 
 /* Longest marketplace_id / posting_id, in characters. */
 #define BIDGUARD_MAX_ID_CHARS		256
@@ -133,5 +136,44 @@ extern void bidguard_lock_posting(uint64 key);
 extern bool bidguard_try_lock_posting(uint64 key);
 extern void bidguard_lock_bot(int64 bot_id);
 extern bool bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms);
+extern void bidguard_lock_guard(uint64 key);
+
+/*
+ * guards.c: the cooldown guard's row logic, shared by bidguard_trades'
+ * trigger (trades.c) and the trigger bidguard_guard_cooldown() puts on an
+ * application's table.  The table-specific parts are hooks.
+ */
+typedef struct CooldownGuard CooldownGuard;
+struct CooldownGuard
+{
+	Relation	rel;
+	int			key_attnum;
+	Oid			key_type;
+	int			time_attnum;	/* timestamptz */
+	int			fill_attnum;	/* timestamptz; 0: none */
+	int			status_attnum;	/* text; rows 'failed' do not count; 0: none */
+	/* take the key's lock, waiting as lock_timeout allows */
+	void		(*lock) (CooldownGuard *g, Datum key);
+	/*
+	 * Connected to SPI, the key's lock held: how long until time "at" is
+	 * clear of the key's other counting rows (NULL: clear now), excluding
+	 * the row "self" (NULL on INSERT); *cooldown is set to the cooldown.
+	 */
+	Interval   *(*decide) (CooldownGuard *g, Datum key, TimestampTz at,
+							HeapTuple self, Interval **cooldown);
+	/* raise 23P01 */
+	void		(*violation) (CooldownGuard *g, Datum key, TimestampTz at,
+							  Interval *cooldown, Interval *retry) pg_attribute_noreturn();
+	/* raise unless filled_at lies in [created_at, now] */
+	void		(*check_fill) (CooldownGuard *g, HeapTuple tuple, TimestampTz created_at,
+							   TimestampTz filled_at, TimestampTz now);
+	/* connected to SPI: was this INSERT's row admitted before (a restore)?  May be NULL. */
+	bool		(*already_admitted) (CooldownGuard *g, HeapTuple tuple);
+	void	   *arg;
+};
+extern HeapTuple bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
+											 Interval **admitted_under);
+extern void bidguard_cooldown_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
+									  int clear_column, const char *what);
 
 #endif							/* BIDGUARD_H */

@@ -195,6 +195,17 @@ bidguard_lock_bot(int64 bot_id)
 }
 
 /*
+ * bidguard_lock_guard
+ *		Take the lock of one key of a guarded table (guards.c) until the end
+ *		of the transaction, waiting as lock_timeout allows.
+ */
+void
+bidguard_lock_guard(uint64 key)
+{
+	bidguard_lock_acquire(BIDGUARD_LOCK_CLASS_GUARD, key);
+}
+
+/*
  * lock_acquire_within
  *		Wait at most timeout_ms (> 0) for the lock; false if it timed out.
  *		Other errors (deadlock, cancellation) propagate.

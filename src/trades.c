@@ -122,8 +122,6 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_TRADE_DECISION);
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
-	bool		found;
-	bool		clear = true;
 	bool		isnull;
 	Datum		d;
 
@@ -133,31 +131,8 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 	if (!exclude)
 		nulls[2] = 'n';
 
-	if (IsolationUsesXactSnapshot())
-	{
-		bidguard_spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
-						   SPI_OK_SELECT, "checking the cooldown");
-		found = (SPI_processed == 1);
-		if (found)
-			(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
-								 &clear);
-		bidguard_spi_check(SPI_execute_snapshot(plan, values, nulls,
-												GetLatestSnapshot(),
-												InvalidSnapshot, false, false, 0),
-						   SPI_OK_SELECT, "checking the cooldown");
-		if (found != (SPI_processed == 1) ||
-			(found && clear != heap_attisnull(SPI_tuptable->vals[0], 2,
-											  SPI_tuptable->tupdesc)))
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update"),
-					 errdetail("Bot %lld or one of its trades was changed after this transaction's snapshot was taken.",
-							   (long long) bot_id),
-					 errhint("Retry the transaction.")));
-	}
-	else
-		bidguard_spi_check(SPI_execute_plan(plan, values, nulls, false, 0),
-						   SPI_OK_SELECT, "checking the cooldown");
+	bidguard_cooldown_execute(plan, values, nulls, 2,
+							  psprintf("Bot %lld or one of its trades", (long long) bot_id));
 
 	if (SPI_processed == 0)
 		raise_unknown_bot(bot_id, rel);
@@ -520,19 +495,6 @@ typedef struct TradeColumns
 	int			cooldown;
 } TradeColumns;
 
-static bool
-status_counts(HeapTuple tuple, int attnum, TupleDesc desc)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
-	text	   *t;
-
-	if (isnull)
-		return true;			/* NOT NULL will reject it */
-	t = DatumGetTextPP(d);
-	return !(VARSIZE_ANY_EXHDR(t) == 6 && memcmp(VARDATA_ANY(t), "failed", 6) == 0);
-}
-
 /*
  * trade_was_admitted
  *		Is the row the very trade that an admission event records (same
@@ -554,6 +516,76 @@ trade_was_admitted(Oid nspid, HeapTuple tuple, TupleDesc desc, TradeColumns *col
 }
 
 /*
+ * The hooks of bidguard_trades' cooldown guard (guards.c has the row logic):
+ * the key is bot_id, its lock the bot's lock, its cooldown the bot's in
+ * bidguard_bots, and failed trades do not count.
+ */
+typedef struct TradesGuard
+{
+	Oid			nspid;
+	TradeColumns *cols;
+	int64		trade_id;		/* the row's, excluded from its own check */
+	bool		has_trade_id;
+} TradesGuard;
+
+static void trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
+								   Interval *cooldown, Interval *retry) pg_attribute_noreturn();
+
+static void
+trades_guard_lock(CooldownGuard *g, Datum key)
+{
+	(void) g;
+	bidguard_lock_bot(DatumGetInt64(key));
+}
+
+static Interval *
+trades_guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
+					Interval **cooldown)
+{
+	TradesGuard *tg = g->arg;
+	Interval   *retry;
+
+	(void) self;				/* excluded by trade_id */
+	trade_decide(tg->nspid, DatumGetInt64(key), at, tg->trade_id, tg->has_trade_id,
+				 g->rel, cooldown, &retry);
+	return retry;
+}
+
+static void
+trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at, Interval *cooldown,
+					   Interval *retry)
+{
+	int64		bot_id = DatumGetInt64(key);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_EXCLUSION_VIOLATION),
+			 errmsg("trade of bot %lld is inside its cooldown", (long long) bot_id),
+			 errdetail("Bot %lld has a cooldown of %s and traded within it; a trade at %s must wait %s more.",
+					   (long long) bot_id, bidguard_interval_text(cooldown),
+					   timestamptz_to_str(at), bidguard_interval_text(retry)),
+			 errhint("bidguard_try_trade() admits trades without raising errors and says how long to wait."),
+			 errtableconstraint(g->rel, "bidguard_trade_cooldown")));
+}
+
+static void
+trades_guard_check_fill(CooldownGuard *g, HeapTuple tuple, TimestampTz created_at,
+						TimestampTz filled_at, TimestampTz now)
+{
+	TradesGuard *tg = g->arg;
+
+	(void) tuple;
+	check_fill_time(tg->trade_id, created_at, filled_at, now, g->rel);
+}
+
+static bool
+trades_guard_already_admitted(CooldownGuard *g, HeapTuple tuple)
+{
+	TradesGuard *tg = g->arg;
+
+	return trade_was_admitted(tg->nspid, tuple, RelationGetDescr(g->rel), tg->cols);
+}
+
+/*
  * bidguard_trades_cooldown_trigger()
  *
  * BEFORE INSERT OR UPDATE FOR EACH ROW on bidguard_trades.  For an INSERT,
@@ -561,7 +593,10 @@ trade_was_admitted(Oid nspid, HeapTuple tuple, TupleDesc desc, TradeColumns *col
  * trade count again, it takes the bot's lock (waiting as lock_timeout
  * allows: 55P03), stamps a missing created_at with the server clock, and
  * rejects a counting trade within the cooldown of another, either side
- * (23P01, constraint bidguard_trade_cooldown).  Unknown bot: 23503.
+ * (23P01, constraint bidguard_trade_cooldown).  Unknown bot: 23503.  The row
+ * logic is guards.c's, the same as on a table guarded with
+ * bidguard_guard_cooldown(); an admitted row records the cooldown it was
+ * admitted under.
  */
 PG_FUNCTION_INFO_V1(bidguard_trades_cooldown_trigger);
 Datum
@@ -573,12 +608,10 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	desc;
 	HeapTuple	newtuple;
-	bool		is_insert;
-	bool		check;
 	bool		isnull;
-	int64		bot_id;
-	Datum		created;
-	bool		created_isnull;
+	CooldownGuard g;
+	TradesGuard tg;
+	Interval   *admitted_under;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -605,139 +638,50 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		state->columns = cols;
 	}
 
-	is_insert = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
-	newtuple = is_insert ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
+	newtuple = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ?
+		trigdata->tg_trigtuple : trigdata->tg_newtuple;
 
-	bot_id = DatumGetInt64(heap_getattr(newtuple, cols->bot_id, desc, &isnull));
-	if (isnull)
-		return PointerGetDatum(newtuple);	/* NOT NULL will reject it */
-	created = heap_getattr(newtuple, cols->created_at, desc, &created_isnull);
-
-	if (is_insert)
+	/* bidguard_try_trade's own insert, judged already */
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && admission.active)
 	{
-		/* bidguard_try_trade's own insert, judged already */
-		if (admission.active && admission.bot_id == bot_id && !created_isnull &&
+		Datum		bot = heap_getattr(newtuple, cols->bot_id, desc, &isnull);
+		bool		created_isnull;
+		Datum		created = heap_getattr(newtuple, cols->created_at, desc, &created_isnull);
+
+		if (!isnull && DatumGetInt64(bot) == admission.bot_id && !created_isnull &&
 			DatumGetTimestampTz(created) == admission.created_at)
 			return PointerGetDatum(newtuple);
-		check = status_counts(newtuple, cols->status, desc);
-	}
-	else
-	{
-		HeapTuple	oldtuple = trigdata->tg_trigtuple;
-		bool		old_isnull;
-		Datum		old_bot = heap_getattr(oldtuple, cols->bot_id, desc, &old_isnull);
-		Datum		old_created = heap_getattr(oldtuple, cols->created_at, desc, &old_isnull);
-
-		check = status_counts(newtuple, cols->status, desc) &&
-			(DatumGetInt64(old_bot) != bot_id ||
-			 created_isnull ||
-			 DatumGetTimestampTz(old_created) != DatumGetTimestampTz(created) ||
-			 !status_counts(oldtuple, cols->status, desc));
 	}
 
-	/* A fill time set or moved by plain SQL must lie in [created_at, now]. */
+	tg.nspid = state->nspid;
+	tg.cols = cols;
+	tg.trade_id = DatumGetInt64(heap_getattr(newtuple, cols->trade_id, desc, &isnull));
+	tg.has_trade_id = !isnull;
+
+	memset(&g, 0, sizeof(g));
+	g.rel = rel;
+	g.key_attnum = cols->bot_id;
+	g.key_type = INT8OID;
+	g.time_attnum = cols->created_at;
+	g.fill_attnum = cols->filled_at;
+	g.status_attnum = cols->status;
+	g.lock = trades_guard_lock;
+	g.decide = trades_guard_decide;
+	g.violation = trades_guard_violation;
+	g.check_fill = trades_guard_check_fill;
+	g.already_admitted = trades_guard_already_admitted;
+	g.arg = &tg;
+
+	newtuple = bidguard_cooldown_guard_row(&g, trigdata, &admitted_under);
+
+	/* Admitted: record the cooldown it was admitted under. */
+	if (admitted_under != NULL)
 	{
-		bool		filled_isnull;
-		Datum		filled = heap_getattr(newtuple, cols->filled_at, desc, &filled_isnull);
+		int			attnum = cols->cooldown;
+		Datum		d = IntervalPGetDatum(admitted_under);
+		bool		n = false;
 
-		if (!filled_isnull && !created_isnull)
-		{
-			bool		moved = is_insert;
-
-			if (!is_insert)
-			{
-				bool		n1,
-							n2;
-				Datum		old_filled = heap_getattr(trigdata->tg_trigtuple,
-													  cols->filled_at, desc, &n1);
-				Datum		old_created = heap_getattr(trigdata->tg_trigtuple,
-													   cols->created_at, desc, &n2);
-
-				moved = n1 || n2 ||
-					DatumGetTimestampTz(old_filled) != DatumGetTimestampTz(filled) ||
-					DatumGetTimestampTz(old_created) != DatumGetTimestampTz(created);
-			}
-			if (moved &&
-				!(is_insert && trade_was_admitted(state->nspid, newtuple, desc, cols)))
-				check_fill_time(DatumGetInt64(heap_getattr(newtuple, cols->trade_id,
-														   desc, &isnull)),
-								DatumGetTimestampTz(created),
-								DatumGetTimestampTz(filled), bidguard_now(), rel);
-		}
-	}
-
-	if (!check && !(is_insert && created_isnull))
-		return PointerGetDatum(newtuple);
-
-	bidguard_lock_bot(bot_id);
-
-	if (created_isnull && is_insert)
-	{
-		int			attnum = cols->created_at;
-
-		bool		filled_isnull;
-		Datum		filled;
-
-		created = TimestampTzGetDatum(bidguard_now());
-		created_isnull = false;
-		newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum,
-											 &created, &created_isnull);
-		filled = heap_getattr(newtuple, cols->filled_at, desc, &filled_isnull);
-		if (!filled_isnull)
-			check_fill_time(DatumGetInt64(heap_getattr(newtuple, cols->trade_id,
-													   desc, &isnull)),
-							DatumGetTimestampTz(created),
-							DatumGetTimestampTz(filled), DatumGetTimestampTz(created),
-							rel);
-	}
-
-	if (check && !created_isnull)
-	{
-		Interval   *cooldown;
-		Interval   *retry;
-		Datum		filled;
-		bool		filled_isnull;
-		TimestampTz effective;
-		int64		trade_id;
-		bool		trade_id_isnull;
-		Interval   *admitted_under = NULL;
-
-		filled = heap_getattr(newtuple, cols->filled_at, desc, &filled_isnull);
-		effective = DatumGetTimestampTz(filled_isnull ? created : filled);
-		trade_id = DatumGetInt64(heap_getattr(newtuple, cols->trade_id, desc,
-											  &trade_id_isnull));
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (!(is_insert && trade_was_admitted(state->nspid, newtuple, desc, cols)))
-		{
-			trade_decide(state->nspid, bot_id, effective, trade_id,
-						 !trade_id_isnull, rel, &cooldown, &retry);
-			if (retry != NULL)
-			{
-				bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
-				ereport(ERROR,
-						(errcode(ERRCODE_EXCLUSION_VIOLATION),
-						 errmsg("trade of bot %lld is inside its cooldown", (long long) bot_id),
-						 errdetail("Bot %lld has a cooldown of %s and traded within it; a trade at %s must wait %s more.",
-								   (long long) bot_id, bidguard_interval_text(cooldown),
-								   timestamptz_to_str(effective), bidguard_interval_text(retry)),
-						 errhint("bidguard_try_trade() admits trades without raising errors and says how long to wait."),
-						 errtableconstraint(rel, "bidguard_trade_cooldown")));
-			}
-			admitted_under = cooldown;	/* SPI_palloc'd: outlives SPI_finish */
-		}
-		SPI_finish();
-
-		/* Admitted: record the cooldown it was admitted under. */
-		if (admitted_under != NULL)
-		{
-			int			attnum = cols->cooldown;
-			Datum		d = IntervalPGetDatum(admitted_under);
-			bool		n = false;
-
-			newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum, &d, &n);
-		}
+		newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum, &d, &n);
 	}
 
 	return PointerGetDatum(newtuple);
