@@ -376,8 +376,23 @@ SELECT 'cooldown'::pg_catalog.text AS kind,
        NULL::pg_catalog.text AS condition,
        (SELECT i.indexrelid::pg_catalog.regclass
           FROM pg_catalog.pg_index AS i
-         WHERE i.indrelid OPERATOR(pg_catalog.=) t.tgrelid
-           AND pg_catalog.obj_description(i.indexrelid, 'pg_class') OPERATOR(pg_catalog.~~) 'bidguard_guard_cooldown:%'
+          JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+          JOIN pg_catalog.pg_am AS am ON am.oid OPERATOR(pg_catalog.=) c.relam
+          CROSS JOIN LATERAL (SELECT COALESCE(pg_catalog.obj_description(i.indexrelid, 'pg_class')
+                                              OPERATOR(pg_catalog.~~) 'bidguard_guard_cooldown:%', false)
+                                     AS made) AS m
+         WHERE i.indrelid OPERATOR(pg_catalog.=) t.tgrelid AND i.indisvalid
+           AND i.indkey[0] OPERATOR(pg_catalog.=) t.tgattr[0]
+           AND (m.made OR
+                (am.amname OPERATOR(pg_catalog.=) 'btree' AND i.indpred IS NULL
+                 AND i.indnkeyatts OPERATOR(pg_catalog.>=) 2
+                 AND CASE WHEN f.attname IS NULL
+                          THEN i.indkey[1] OPERATOR(pg_catalog.=) t.tgattr[1]
+                          ELSE i.indkey[1] OPERATOR(pg_catalog.=) 0 AND
+                               pg_catalog.pg_get_indexdef(i.indexrelid, 2, false) OPERATOR(pg_catalog.=)
+                               pg_catalog.format('COALESCE(%s, %s)', pg_catalog.quote_ident(f.attname),
+                                                 pg_catalog.quote_ident(tm.attname)) END))
+         ORDER BY m.made DESC, i.indexrelid
          LIMIT 1) AS index_name,
        t.tgname AS trigger_name
   FROM pg_catalog.pg_trigger AS t

@@ -325,6 +325,10 @@ as_owner_begin(Oid owner, AsOwner *save)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* time arithmetic ("1 day") must not depend on the session's zone */
+	(void) set_config_option("TimeZone", "UTC",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 static void
@@ -726,7 +730,17 @@ bidguard_cooldown_guard_trigger(PG_FUNCTION_ARGS)
 static Relation
 guard_open_table(Oid relid, LOCKMODE mode, const char *action)
 {
-	Relation	rel = table_open(relid, mode);
+	Relation	rel;
+
+	/* Who may: decided before any lock is queued, as core's commands do. */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+	rel = table_open(relid, mode);
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
@@ -776,21 +790,58 @@ guard_exec(const char *sql, int expected)
 	bidguard_spi_check(SPI_execute(sql, false, 0), expected, "guarding the table");
 }
 
-/* Has the table a cooldown guard?  The caller is connected to SPI. */
-static bool
-guard_trigger_exists(Oid relid)
+/*
+ * Has the table a cooldown guard?  1: yes; 0: no; -1: it has a trigger of
+ * that name that is not bidguard's.  The caller is connected to SPI.
+ */
+static int
+guard_trigger_exists(Oid relid, Oid nspid)
 {
-	Datum		values[2];
+	Datum		values[3];
+	bool		ours;
+	bool		isnull;
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(GUARD_TRIGGER_NAME);
-	bidguard_spi_check(SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_trigger"
+	values[2] = CStringGetTextDatum(psprintf("%s.bidguard_cooldown_guard_trigger()",
+											 quote_identifier(get_namespace_name(nspid))));
+	bidguard_spi_check(SPI_execute_with_args("SELECT tgfoid OPERATOR(pg_catalog.=) $3::pg_catalog.regprocedure"
+											 " FROM pg_catalog.pg_trigger"
 											 " WHERE tgrelid OPERATOR(pg_catalog.=) $1"
 											 " AND tgname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
-											 2, (Oid[]) {OIDOID, TEXTOID}, values, NULL,
+											 3, (Oid[]) {OIDOID, TEXTOID, TEXTOID}, values, NULL,
 											 true, 1),
 					   SPI_OK_SELECT, "looking for the guard");
-	return SPI_processed > 0;
+	if (SPI_processed == 0)
+		return 0;
+	ours = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return ours ? 1 : -1;
+}
+
+/* Drop the indexes bidguard_guard_cooldown() made on the table. */
+static void
+guard_drop_own_indexes(Oid relid)
+{
+	Datum		values[2];
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(GUARD_INDEX_MARK ":%");
+	bidguard_spi_check(SPI_execute_with_args("SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
+											 " OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)"
+											 " FROM pg_catalog.pg_index AS i"
+											 " JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid"
+											 " JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+											 " WHERE i.indrelid OPERATOR(pg_catalog.=) $1"
+											 " AND pg_catalog.obj_description(c.oid, 'pg_class') OPERATOR(pg_catalog.~~) $2",
+											 2, (Oid[]) {OIDOID, TEXTOID}, values, NULL,
+											 true, 0),
+					   SPI_OK_SELECT, "looking for the guard's index");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	foreach(lc, names)
+		guard_exec(psprintf("DROP INDEX %s", (char *) lfirst(lc)), SPI_OK_UTILITY);
 }
 
 /*
@@ -873,7 +924,9 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 	char	   *sql;
 	AsOwner		save;
 	Oid			owner;
-	char	   *index_name;
+	bool		key_has_btree;
+	char	   *relname;
+	Oid			relnsp;
 	char	   *nspname;
 	static const Interval zero = {0, 0, 0};
 
@@ -924,8 +977,11 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 				 quote_identifier(NameStr(*time_column))) : NULL;
 
 	owner = rel->rd_rel->relowner;
-	index_name = guard_index_name(rel, NameStr(*key_column), "cooldown");
-	nspname = get_namespace_name(RelationGetNamespace(rel));
+	key_has_btree = OidIsValid(lookup_type_cache(TupleDescAttr(desc, key_attnum - 1)->atttypid,
+												 TYPECACHE_BTREE_OPFAMILY)->btree_opf);
+	relname = pstrdup(RelationGetRelationName(rel));
+	relnsp = RelationGetNamespace(rel);
+	nspname = get_namespace_name(relnsp);
 	/* DDL refuses a table this session has open: keep the lock, close it. */
 	table_close(rel, NoLock);
 
@@ -933,10 +989,22 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (guard_trigger_exists(relid))
-		guard_exec(psprintf("DROP TRIGGER %s ON %s",
-							quote_identifier(GUARD_TRIGGER_NAME), qrel),
-				   SPI_OK_UTILITY);
+	switch (guard_trigger_exists(relid, nspid))
+	{
+		case 1:					/* guarded already: replace it, and its index */
+			guard_exec(psprintf("DROP TRIGGER %s ON %s",
+								quote_identifier(GUARD_TRIGGER_NAME), qrel),
+					   SPI_OK_UTILITY);
+			guard_drop_own_indexes(relid);
+			break;
+		case -1:
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("table \"%s\" has a trigger named \"%s\" that is not bidguard's",
+							get_rel_name(relid), GUARD_TRIGGER_NAME),
+					 errhint("Rename or drop that trigger first.")));
+			break;
+	}
 	sql = psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OF %s ON %s"
 				   " FOR EACH ROW EXECUTE FUNCTION %s.bidguard_cooldown_guard_trigger(%s)",
 				   quote_identifier(GUARD_TRIGGER_NAME), cols, qrel,
@@ -946,11 +1014,17 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 
 	if (!guard_has_index(relid, key_attnum, time_attnum, eff))
 	{
-		const char *name = index_name;
+		/* chosen now, after a re-guard dropped the index it replaces */
+		const char *name = ChooseRelationName(relname, NameStr(*key_column), "cooldown",
+											  relnsp, false);
 
-		sql = psprintf("CREATE INDEX %s ON %s (%s, %s)", quote_identifier(name), qrel,
-					   quote_identifier(NameStr(*key_column)),
-					   eff ? psprintf("(%s)", eff) : quote_identifier(NameStr(*time_column)));
+		if (key_has_btree)
+			sql = psprintf("CREATE INDEX %s ON %s (%s, %s)", quote_identifier(name), qrel,
+						   quote_identifier(NameStr(*key_column)),
+						   eff ? psprintf("(%s)", eff) : quote_identifier(NameStr(*time_column)));
+		else					/* a key type with hash equality only */
+			sql = psprintf("CREATE INDEX %s ON %s USING hash (%s)", quote_identifier(name), qrel,
+						   quote_identifier(NameStr(*key_column)));
 		guard_exec(sql, SPI_OK_UTILITY);
 		sql = psprintf("COMMENT ON INDEX %s.%s IS %s",
 					   quote_identifier(nspname), quote_identifier(name),
@@ -979,8 +1053,6 @@ bidguard_unguard_cooldown(PG_FUNCTION_ARGS)
 	char	   *qrel;
 	char	   *relname;
 	Oid			owner;
-	Datum		values[2];
-	uint64		n;
 
 	bidguard_arg_not_null(fcinfo, 0, "tbl");
 	relid = PG_GETARG_OID(0);
@@ -995,37 +1067,13 @@ bidguard_unguard_cooldown(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (!guard_trigger_exists(relid))
+	if (guard_trigger_exists(relid, bidguard_schema(fcinfo)) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" has no cooldown guard", relname)));
-	values[0] = ObjectIdGetDatum(relid);
 	guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(GUARD_TRIGGER_NAME), qrel),
 			   SPI_OK_UTILITY);
-
-	/* the index it made, found by its mark */
-	values[1] = CStringGetTextDatum(GUARD_INDEX_MARK ":%");
-	bidguard_spi_check(SPI_execute_with_args("SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'"
-											 " OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)"
-											 " FROM pg_catalog.pg_index AS i"
-											 " JOIN pg_catalog.pg_class AS c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid"
-											 " JOIN pg_catalog.pg_namespace AS n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-											 " WHERE i.indrelid OPERATOR(pg_catalog.=) $1"
-											 " AND pg_catalog.obj_description(c.oid, 'pg_class') OPERATOR(pg_catalog.~~) $2",
-											 2, (Oid[]) {OIDOID, TEXTOID}, values, NULL,
-											 true, 0),
-					   SPI_OK_SELECT, "looking for the guard's index");
-	n = SPI_processed;
-	if (n > 0)
-	{
-		List	   *names = NIL;
-		ListCell   *lc;
-
-		for (uint64 i = 0; i < n; i++)
-			names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		foreach(lc, names)
-			guard_exec(psprintf("DROP INDEX %s", (char *) lfirst(lc)), SPI_OK_UTILITY);
-	}
+	guard_drop_own_indexes(relid);
 
 	SPI_finish();
 	as_owner_end(&save);
@@ -1038,8 +1086,8 @@ bidguard_unguard_cooldown(PG_FUNCTION_ARGS)
  * RETURNS name
  *
  * Creates the partial unique index (key_columns) WHERE status_column is one
- * of active_statuses, and returns its name (the existing one's, when the
- * same guard is there already).  When rows already break the rule it
+ * of active_statuses, and returns its name; 42710 when the table has a
+ * unique-active guard on the same columns already.  When rows already break the rule it
  * changes nothing and raises 23505, with how many groups and the first
  * five keys.  Owner only.  Locks the table in ShareLock (CREATE INDEX's),
  * before the check, until the end of the transaction.
@@ -1184,8 +1232,10 @@ bidguard_guard_unique_active(PG_FUNCTION_ARGS)
 							 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("could not guard table \"%s\": %s groups of rows already have more than one active row",
-						RelationGetRelationName(rel), groups),
+				 errmsg_plural("could not guard table \"%s\": %s group of rows already has more than one active row",
+							   "could not guard table \"%s\": %s groups of rows already have more than one active row",
+							   strtoul(groups, NULL, 10),
+							   RelationGetRelationName(rel), groups),
 				 errdetail("The first ones by (%s): %s.", keylist.data, first.data),
 				 errhint("End all but one active row of each group, then guard the table again. Nothing was changed."),
 				 errtableconstraint(rel, "bidguard_guard_unique_active")));
