@@ -532,7 +532,7 @@ SELECT c.bot_id,
                CASE WHEN c.prev_filled OPERATOR(pg_catalog.<=) c.created_at
                     THEN c.prev_filled ELSE c.prev_created END AS effective_at
          WHERE c.prev_id IS NOT NULL
-           AND c.prev_created OPERATOR(pg_catalog.>) (c.created_at OPERATOR(pg_catalog.-) b.cooldown)
+           AND c.prev_created OPERATOR(pg_catalog.>) ((c.created_at AT TIME ZONE 'UTC' OPERATOR(pg_catalog.-) b.cooldown) AT TIME ZONE 'UTC')
         UNION ALL
         -- (B) an earlier trade that had filled inside the window by then
         -- (a range on bidguard_trades_cooldown_idx)
@@ -540,7 +540,7 @@ SELECT c.bot_id,
           FROM @extschema@.bidguard_trades AS q
          WHERE q.bot_id OPERATOR(pg_catalog.=) c.bot_id
            AND q.status OPERATOR(pg_catalog.<>) 'failed'
-           AND COALESCE(q.filled_at, q.created_at) OPERATOR(pg_catalog.>) (c.created_at OPERATOR(pg_catalog.-) b.cooldown)
+           AND COALESCE(q.filled_at, q.created_at) OPERATOR(pg_catalog.>) ((c.created_at AT TIME ZONE 'UTC' OPERATOR(pg_catalog.-) b.cooldown) AT TIME ZONE 'UTC')
            AND COALESCE(q.filled_at, q.created_at) OPERATOR(pg_catalog.<=) c.created_at
            AND q.filled_at IS NOT NULL
            AND (q.created_at OPERATOR(pg_catalog.<) c.created_at

@@ -178,13 +178,15 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 	 */
 	[BG_PLAN_TRADE_DECISION] = {
 		"SELECT b.cooldown,"
-		" (SELECT (pg_catalog.max(COALESCE(t.filled_at, t.created_at))"
-		"   OPERATOR(pg_catalog.+) b.cooldown) OPERATOR(pg_catalog.-) $2"
+		" (SELECT ((pg_catalog.max(COALESCE(t.filled_at, t.created_at)) AT TIME ZONE 'UTC'"
+		"   OPERATOR(pg_catalog.+) b.cooldown) AT TIME ZONE 'UTC') OPERATOR(pg_catalog.-) $2"
 		"  FROM %1$s.bidguard_trades AS t"
 		"  WHERE t.bot_id OPERATOR(pg_catalog.=) $1"
 		"  AND t.status OPERATOR(pg_catalog.<>) 'failed'"
-		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) b.cooldown)"
-		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.+) b.cooldown)"
+		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.>)"
+		"      (($2 AT TIME ZONE 'UTC' OPERATOR(pg_catalog.-) b.cooldown) AT TIME ZONE 'UTC')"
+		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.<)"
+		"      (($2 AT TIME ZONE 'UTC' OPERATOR(pg_catalog.+) b.cooldown) AT TIME ZONE 'UTC')"
 		"  AND t.trade_id IS DISTINCT FROM $3)"
 		" FROM %1$s.bidguard_bots AS b"
 		" WHERE b.bot_id OPERATOR(pg_catalog.=) $1",

@@ -325,10 +325,6 @@ as_owner_begin(Oid owner, AsOwner *save)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	/* time arithmetic ("1 day") must not depend on the session's zone */
-	(void) set_config_option("TimeZone", "UTC",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 static void
@@ -532,11 +528,12 @@ guard_entry(Relation rel, Trigger *trigger)
 		psprintf("t.%s", quote_identifier(NameStr(e->attnames[1])));
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT (pg_catalog.max(%s) OPERATOR(pg_catalog.+) $4) OPERATOR(pg_catalog.-) $2"
+					 "SELECT ((pg_catalog.max(%s) AT TIME ZONE 'UTC' OPERATOR(pg_catalog.+) $4)"
+					 " AT TIME ZONE 'UTC') OPERATOR(pg_catalog.-) $2"
 					 " FROM ONLY %s AS t"
 					 " WHERE t.%s %s $1"
-					 " AND %s OPERATOR(pg_catalog.>) ($2 OPERATOR(pg_catalog.-) $4)"
-					 " AND %s OPERATOR(pg_catalog.<) ($2 OPERATOR(pg_catalog.+) $4)"
+					 " AND %s OPERATOR(pg_catalog.>) (($2 AT TIME ZONE 'UTC' OPERATOR(pg_catalog.-) $4) AT TIME ZONE 'UTC')"
+					 " AND %s OPERATOR(pg_catalog.<) (($2 AT TIME ZONE 'UTC' OPERATOR(pg_catalog.+) $4) AT TIME ZONE 'UTC')"
 					 " AND ($3 IS NULL OR t.ctid OPERATOR(pg_catalog.<>) $3)",
 					 eff, qualified_name(rel),
 					 quote_identifier(NameStr(e->attnames[0])),

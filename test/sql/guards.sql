@@ -626,6 +626,29 @@ ALTER TABLE jobs RENAME COLUMN tenant TO customer;
 SELECT table_name, key_columns, condition FROM bidguard_guards WHERE table_name = 'jobs'::regclass;
 
 --
+-- A day is 24 hours in every session time zone: across a DST change (New
+-- York, 2026-03-08) a '1 day' cooldown is judged alike (error both times)
+--
+CREATE TABLE dst (k int NOT NULL, at timestamptz);
+SELECT bidguard_guard_cooldown('dst', 'k', 'at', '1 day');
+INSERT INTO dst VALUES (1, '2026-03-08 04:00:00+00');
+SET TimeZone = 'America/New_York';
+SELECT pg_temp.err($$INSERT INTO dst VALUES (1, '2026-03-09 03:30:00+00')$$, false);
+SET TimeZone = 'UTC';
+SELECT pg_temp.err($$INSERT INTO dst VALUES (1, '2026-03-09 03:30:00+00')$$, false);
+RESET TimeZone;
+SELECT pg_temp.err($$INSERT INTO dst VALUES (1, '2026-03-09 04:00:00+00')$$, false);
+-- and so is bidguard_trades'
+SELECT bidguard_set_cooldown(990001, '1 day');
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (990001, '2026-03-08 04:00:00+00');
+SET TimeZone = 'America/New_York';
+SELECT pg_temp.err($$INSERT INTO bidguard_trades (bot_id, created_at) VALUES (990001, '2026-03-09 03:30:00+00')$$, false);
+RESET TimeZone;
+DROP TABLE dst;
+DELETE FROM bidguard_trades WHERE bot_id = 990001;
+DELETE FROM bidguard_bots WHERE bot_id = 990001;
+
+--
 -- The extension cannot be dropped from under a guard (error: 2BP01)
 --
 SELECT pg_temp.err($$DROP EXTENSION bidguard$$, false);
