@@ -366,6 +366,91 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.bidguard_guard_unique_active(pg_catalog.regclass, name[], name, text[]) IS
     'guard a table: at most one row per key whose status is active (a partial unique index); 23505 and nothing changed when rows already break it; owner only';
 
+--
+-- Audits of an application's table before guarding it: the rows that
+-- bidguard_guard_unique_active / bidguard_guard_cooldown would refuse.  They
+-- read the table as the caller (who needs SELECT on it), with search_path
+-- pinned, every name quoted.
+--
+CREATE FUNCTION @extschema@.bidguard_duplicate_active(tbl pg_catalog.regclass, key_columns name[],
+    status_column name, active_statuses text[])
+RETURNS TABLE (key text, active_rows bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    keys text;
+BEGIN
+    IF tbl IS NULL OR key_columns IS NULL OR status_column IS NULL OR active_statuses IS NULL THEN
+        RAISE EXCEPTION 'bidguard_duplicate_active: no argument may be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF cardinality(key_columns) = 0 OR cardinality(active_statuses) = 0 THEN
+        RAISE EXCEPTION 'key_columns and active_statuses must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT string_agg(format('%I', c), ', ' ORDER BY n) INTO keys
+      FROM unnest(key_columns) WITH ORDINALITY AS u(c, n);
+    RETURN QUERY EXECUTE format(
+        'SELECT concat_ws(%L, %s), count(*) FROM ONLY %s
+          WHERE %I::text = ANY ($1) GROUP BY %s HAVING count(*) > 1 ORDER BY 1',
+        ', ', (SELECT string_agg(format('%I::text', c), ', ' ORDER BY n)
+                 FROM unnest(key_columns) WITH ORDINALITY AS u(c, n)),
+        tbl, status_column, keys)
+    USING active_statuses;
+END
+$fn$;
+
+COMMENT ON FUNCTION @extschema@.bidguard_duplicate_active(pg_catalog.regclass, name[], name, text[]) IS
+    'audit of an application table: keys with more than one active row (what bidguard_guard_unique_active refuses)';
+
+CREATE FUNCTION @extschema@.bidguard_cooldown_violations(tbl pg_catalog.regclass, key_column name,
+    time_column name, cooldown interval, fill_column name DEFAULT NULL)
+RETURNS TABLE (key text, prev_effective_at timestamptz, effective_at timestamptz, gap interval)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    eff text;
+    t_expr text;
+    f_expr text;
+BEGIN
+    IF tbl IS NULL OR key_column IS NULL OR time_column IS NULL OR cooldown IS NULL THEN
+        RAISE EXCEPTION 'bidguard_cooldown_violations: only fill_column may be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- a timestamptz as it is; a legacy timestamp column read as UTC
+    SELECT CASE a.atttypid WHEN 'timestamptz'::regtype THEN format('%I', a.attname)
+                           WHEN 'timestamp'::regtype THEN format('(%I AT TIME ZONE ''UTC'')', a.attname) END
+      INTO t_expr FROM pg_attribute AS a
+     WHERE a.attrelid = tbl AND a.attname = time_column AND NOT a.attisdropped;
+    IF fill_column IS NOT NULL THEN
+        SELECT CASE a.atttypid WHEN 'timestamptz'::regtype THEN format('%I', a.attname)
+                               WHEN 'timestamp'::regtype THEN format('(%I AT TIME ZONE ''UTC'')', a.attname) END
+          INTO f_expr FROM pg_attribute AS a
+         WHERE a.attrelid = tbl AND a.attname = fill_column AND NOT a.attisdropped;
+    END IF;
+    IF t_expr IS NULL OR (fill_column IS NOT NULL AND f_expr IS NULL) THEN
+        RAISE EXCEPTION 'time and fill columns must exist and be of type timestamptz or timestamp (read as UTC)'
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    eff := CASE WHEN fill_column IS NULL THEN t_expr
+                ELSE format('COALESCE(%s, %s)', f_expr, t_expr) END;
+    RETURN QUERY EXECUTE format(
+        'SELECT k, prev, e, e - prev FROM (
+             SELECT %I::text AS k, %s AS e, lag(%s) OVER (PARTITION BY %I ORDER BY %s) AS prev
+               FROM ONLY %s WHERE %I IS NOT NULL AND %s IS NOT NULL) AS w
+          WHERE prev IS NOT NULL
+            AND e < ((prev AT TIME ZONE ''UTC'' + $1) AT TIME ZONE ''UTC'')
+          ORDER BY k, e',
+        key_column, eff, eff, key_column, eff, tbl, key_column, eff)
+    USING cooldown;
+END
+$fn$;
+
+COMMENT ON FUNCTION @extschema@.bidguard_cooldown_violations(pg_catalog.regclass, name, name, interval, name) IS
+    'audit of an application table: consecutive rows of a key (by effective time, coalesce(fill, time)) closer than the cooldown';
+
 CREATE VIEW @extschema@.bidguard_guards AS
 SELECT 'cooldown'::pg_catalog.text AS kind,
        t.tgrelid::pg_catalog.regclass AS table_name,
