@@ -62,9 +62,16 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_trigger.h"
@@ -73,6 +80,10 @@
 #include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "utils/fmgroids.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -395,7 +406,11 @@ typedef struct GuardEntry
 	Interval	cooldown;
 	char	   *cooldown_text;	/* in TopMemoryContext */
 	FmgrInfo	hash_proc;		/* the key type's extended hash */
-	SPIPlanPtr	plan;
+	SPIPlanPtr	plan;			/* the check in SQL, when no index serves */
+	/* the btree index on (key, effective time) the check reads directly */
+	Oid			index_oid;		/* InvalidOid: none; use the plan */
+	RegProcedure key_eq_proc;	/* the index's equality for the key */
+	Oid			key_index_collation;
 } GuardEntry;
 
 static HTAB *guard_cache = NULL;
@@ -420,6 +435,15 @@ guard_entry_current(GuardEntry *e, Relation rel, Trigger *trigger)
 		e->nattr != trigger->tgnattr ||
 		strcmp(e->cooldown_text, trigger->tgargs[0]) != 0)
 		return false;
+	if (OidIsValid(e->index_oid))
+	{
+		List	   *indexes = RelationGetIndexList(rel);
+		bool		present = list_member_oid(indexes, e->index_oid);
+
+		list_free(indexes);
+		if (!present)
+			return false;
+	}
 	for (int i = 0; i < e->nattr; i++)
 	{
 		Form_pg_attribute att;
@@ -447,6 +471,74 @@ check_time_column(TupleDesc desc, int attnum, const char *role)
 				 errhint("A timestamp without time zone means another instant in every session time zone. Convert it: ALTER TABLE ... ALTER COLUMN %s TYPE timestamptz USING %s AT TIME ZONE 'UTC'.",
 						 quote_identifier(NameStr(att->attname)),
 						 quote_identifier(NameStr(att->attname)))));
+}
+
+/*
+ * guard_find_index
+ *		A valid, non-partial btree index of rel whose first column is the
+ *		key (with an equality operator for it) and whose second is the
+ *		effective time: the time column, or the expression COALESCE(fill,
+ *		time).  The check then reads that index directly.
+ */
+static void
+guard_find_index(GuardEntry *e, Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Node	   *eff = NULL;
+
+	e->index_oid = InvalidOid;
+	if (e->nattr == 3)
+	{
+		CoalesceExpr *c = makeNode(CoalesceExpr);
+
+		c->coalescetype = TIMESTAMPTZOID;
+		c->coalescecollid = InvalidOid;
+		c->args = list_make2(makeVar(1, e->attnums[2], TIMESTAMPTZOID, -1, InvalidOid, 0),
+							 makeVar(1, e->attnums[1], TIMESTAMPTZOID, -1, InvalidOid, 0));
+		c->location = -1;
+		eff = (Node *) c;
+	}
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index ind = idx->rd_index;
+		bool		serves = false;
+
+		if (idx->rd_rel->relam == BTREE_AM_OID && ind->indisvalid &&
+			ind->indnkeyatts >= 2 && heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			ind->indkey.values[0] == e->attnums[0])
+		{
+			if (eff == NULL)
+				serves = ind->indkey.values[1] == e->attnums[1];
+			else if (ind->indkey.values[1] == 0)
+			{
+				List	   *exprs = RelationGetIndexExpressions(idx);
+
+				serves = exprs != NIL && equal(linitial(exprs), eff);
+			}
+		}
+		if (serves)
+		{
+			Oid			eqop = get_opfamily_member(idx->rd_opfamily[0], idx->rd_opcintype[0],
+												   idx->rd_opcintype[0], BTEqualStrategyNumber);
+
+			serves = OidIsValid(eqop) &&
+				idx->rd_opcintype[1] == TIMESTAMPTZOID &&
+				OidIsValid(get_opfamily_member(idx->rd_opfamily[1], TIMESTAMPTZOID,
+											   TIMESTAMPTZOID, BTLessStrategyNumber));
+			if (serves)
+			{
+				e->index_oid = RelationGetRelid(idx);
+				e->key_eq_proc = get_opcode(eqop);
+				e->key_index_collation = idx->rd_indcollation[0];
+			}
+		}
+		index_close(idx, AccessShareLock);
+		if (OidIsValid(e->index_oid))
+			break;
+	}
+	list_free(indexes);
 }
 
 /*
@@ -481,6 +573,7 @@ guard_entry(Relation rel, Trigger *trigger)
 		e->valid = false;
 		e->plan = NULL;
 		e->cooldown_text = NULL;
+		e->index_oid = InvalidOid;
 	}
 	else if (guard_entry_current(e, rel, trigger))
 		return e;
@@ -563,6 +656,7 @@ guard_entry(Relation rel, Trigger *trigger)
 								TYPECACHE_HASH_EXTENDED_PROC)->hash_extended_proc,
 			  &e->hash_proc);
 	MemoryContextSwitchTo(oldcxt);
+	guard_find_index(e, rel);
 	e->valid = true;
 	return e;
 }
@@ -593,6 +687,115 @@ guard_key_text(GuardEntry *e, Datum key)
 static void guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
 							Interval *cooldown, Interval *retry) pg_attribute_noreturn();
 
+/*
+ * guard_index_latest
+ *		Read the serving index: the latest effective time, strictly between
+ *		lo and hi, of a row of the key other than "self", visible to snap.
+ *		Backward along (key, effective time), the first such row is it.
+ */
+static bool
+guard_index_latest(GuardEntry *e, Relation rel, Datum key, TimestampTz lo, TimestampTz hi,
+				   HeapTuple self, Snapshot snap, TimestampTz *latest)
+{
+	Relation	idx = index_open(e->index_oid, AccessShareLock);
+	ScanKeyData sk[3];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		found = false;
+
+	ScanKeyEntryInitialize(&sk[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   e->key_index_collation, e->key_eq_proc, key);
+	ScanKeyEntryInitialize(&sk[1], 0, 2, BTGreaterStrategyNumber, InvalidOid,
+						   InvalidOid, F_TIMESTAMPTZ_GT, TimestampTzGetDatum(lo));
+	ScanKeyEntryInitialize(&sk[2], 0, 2, BTLessStrategyNumber, InvalidOid,
+						   InvalidOid, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(hi));
+	scan = index_beginscan(rel, idx, snap, 3, 0);
+	index_rescan(scan, sk, 3, NULL, 0);
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (self != NULL && ItemPointerEquals(&slot->tts_tid, &self->t_self))
+			continue;
+		d = e->nattr == 3 ? slot_getattr(slot, e->attnums[2], &isnull) : (Datum) 0;
+		if (e->nattr != 3 || isnull)
+			d = slot_getattr(slot, e->attnums[1], &isnull);
+		if (isnull)
+			continue;
+		*latest = DatumGetTimestampTz(d);
+		found = true;
+		break;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	return found;
+}
+
+/*
+ * guard_decide_by_index
+ *		The check of guard_decide, reading the serving index directly: no SQL,
+ *		no executor, nothing of the caller's search_path.  Like SPI, it first
+ *		makes the statement's own earlier rows visible (CommandCounterIncrement),
+ *		then reads with a fresh snapshot; under a transaction snapshot it reads
+ *		with both, and a difference is 40001.
+ */
+static Interval *
+guard_decide_by_index(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self)
+{
+	GuardEntry *e = g->arg;
+	Interval   *cd = &e->cooldown;
+	TimestampTz lo = DatumGetTimestamp(DirectFunctionCall2(timestamp_mi_interval,
+														   TimestampGetDatum(at),
+														   IntervalPGetDatum(cd)));
+	TimestampTz hi = DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval,
+														   TimestampGetDatum(at),
+														   IntervalPGetDatum(cd)));
+	TimestampTz latest = 0;
+	bool		found;
+
+	CommandCounterIncrement();
+	if (IsolationUsesXactSnapshot())
+	{
+		TimestampTz in_snapshot;
+		bool		found_in_snapshot;
+
+		/* the transaction's snapshot, seeing this command's own rows, as SPI does */
+		PushActiveSnapshot(GetTransactionSnapshot());
+		UpdateActiveSnapshotCommandId();
+		found_in_snapshot = guard_index_latest(e, g->rel, key, lo, hi, self,
+											   GetActiveSnapshot(), &in_snapshot);
+		PopActiveSnapshot();
+
+		PushActiveSnapshot(GetLatestSnapshot());
+		found = guard_index_latest(e, g->rel, key, lo, hi, self, GetActiveSnapshot(), &latest);
+		PopActiveSnapshot();
+		if (found != found_in_snapshot)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errdetail("A row of key %s was changed after this transaction's snapshot was taken.",
+							   guard_key_text(e, key)),
+					 errhint("Retry the transaction.")));
+	}
+	else
+	{
+		PushActiveSnapshot(GetLatestSnapshot());
+		found = guard_index_latest(e, g->rel, key, lo, hi, self, GetActiveSnapshot(), &latest);
+		PopActiveSnapshot();
+	}
+
+	if (!found)
+		return NULL;
+	/* (latest + cooldown) - at, on the UTC wall clock as the SQL does it */
+	return DatumGetIntervalP(DirectFunctionCall2(timestamp_mi,
+												 DirectFunctionCall2(timestamp_pl_interval,
+																	 TimestampGetDatum(latest),
+																	 IntervalPGetDatum(cd)),
+												 TimestampGetDatum(at)));
+}
+
 static Interval *
 guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
 			 Interval **cooldown)
@@ -615,6 +818,10 @@ guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
 		nulls[2] = 'n';
 	}
 	values[3] = IntervalPGetDatum(&e->cooldown);
+
+	*cooldown = &e->cooldown;
+	if (OidIsValid(e->index_oid))
+		return guard_decide_by_index(g, key, at, self);
 
 	as_owner_begin(g->rel->rd_rel->relowner, &save);
 	bidguard_cooldown_execute(e->plan, values, nulls, 1,
