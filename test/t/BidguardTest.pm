@@ -40,9 +40,9 @@ our $ALLOWED_TRANSITIONS_SQL = q{(VALUES
 
 # bidguard's locks as pg_locks shows them (README): advisory locks whose
 # objsubid is bidguard's lock class, 25089 for a posting, 25090 for a bot,
-# 25091 for bidguard_lock().
+# 25091 for bidguard_lock(), 25092 for a key of a guarded table.
 our $BIDGUARD_LOCK_CLASSES_SQL =
-  q{locktype = 'advisory' AND objsubid IN (25089, 25090, 25091)};
+  q{locktype = 'advisory' AND objsubid IN (25089, 25090, 25091, 25092)};
 our $BIDGUARD_POSTING_LOCK_SQL = q{locktype = 'advisory' AND objsubid = 25089};
 
 # A started node with bidguard preloaded and created in database "postgres".
