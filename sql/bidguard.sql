@@ -391,12 +391,16 @@ BEGIN
     END IF;
     SELECT string_agg(format('%I', c), ', ' ORDER BY n) INTO keys
       FROM unnest(key_columns) WITH ORDINALITY AS u(c, n);
+    -- rows with a NULL key never clash (a unique index holds NULLs distinct)
     RETURN QUERY EXECUTE format(
         'SELECT concat_ws(%L, %s), count(*) FROM ONLY %s
-          WHERE %I::text = ANY ($1) GROUP BY %s HAVING count(*) > 1 ORDER BY 1',
+          WHERE %I::text = ANY ($1) AND %s GROUP BY %s HAVING count(*) > 1 ORDER BY 1',
         ', ', (SELECT string_agg(format('%I::text', c), ', ' ORDER BY n)
                  FROM unnest(key_columns) WITH ORDINALITY AS u(c, n)),
-        tbl, status_column, keys)
+        tbl, status_column,
+        (SELECT string_agg(format('%I IS NOT NULL', c), ' AND ' ORDER BY n)
+           FROM unnest(key_columns) WITH ORDINALITY AS u(c, n)),
+        keys)
     USING active_statuses;
 END
 $fn$;
@@ -419,6 +423,18 @@ BEGIN
         RAISE EXCEPTION 'bidguard_cooldown_violations: only fill_column may be NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF cooldown < interval '0' THEN
+        RAISE EXCEPTION 'cooldown must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH eff IN ARRAY ARRAY[time_column, fill_column] LOOP
+        IF eff IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute AS a
+                                            WHERE a.attrelid = tbl AND a.attname = eff
+                                              AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', eff, tbl
+                USING ERRCODE = 'undefined_column';
+        END IF;
+    END LOOP;
     -- a timestamptz as it is; a legacy timestamp column read as UTC
     SELECT CASE a.atttypid WHEN 'timestamptz'::regtype THEN format('%I', a.attname)
                            WHEN 'timestamp'::regtype THEN format('(%I AT TIME ZONE ''UTC'')', a.attname) END
@@ -431,7 +447,7 @@ BEGIN
          WHERE a.attrelid = tbl AND a.attname = fill_column AND NOT a.attisdropped;
     END IF;
     IF t_expr IS NULL OR (fill_column IS NOT NULL AND f_expr IS NULL) THEN
-        RAISE EXCEPTION 'time and fill columns must exist and be of type timestamptz or timestamp (read as UTC)'
+        RAISE EXCEPTION 'time and fill columns must be of type timestamptz or timestamp (read as UTC)'
             USING ERRCODE = 'datatype_mismatch';
     END IF;
     eff := CASE WHEN fill_column IS NULL THEN t_expr

@@ -207,6 +207,7 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 	Datum		created;
 	bool		created_isnull;
 	bool		check;
+	bool		fill_moved = false;
 
 	*admitted_under = NULL;
 	key = heap_getattr(newtuple, g->key_attnum, desc, &isnull);
@@ -223,7 +224,12 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 			 !same_value(oldtuple, newtuple, g->time_attnum, desc) ||
 			 !row_counts(g, oldtuple));
 
-	/* A fill time set or moved must lie in [time, now]. */
+	/*
+	 * A fill time set or moved must lie in [time, now].  It moves the row's
+	 * effective time, so it is made under the key's lock: an admission of
+	 * the key waits for it and then judges by it.  It is not judged itself
+	 * (a fill is a fact reported by the exchange).
+	 */
 	if (g->fill_attnum != 0 && !created_isnull)
 	{
 		bool		filled_isnull;
@@ -241,11 +247,16 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 			if (!restored)
 				g->check_fill(g, newtuple, DatumGetTimestampTz(created),
 							  DatumGetTimestampTz(filled), bidguard_now());
+			fill_moved = true;
 		}
 	}
 
 	if (!check && !(is_insert && created_isnull))
+	{
+		if (fill_moved)
+			g->lock(g, key);
 		return newtuple;
+	}
 
 	g->lock(g, key);
 
@@ -1318,6 +1329,7 @@ bidguard_guard_unique_active(PG_FUNCTION_ARGS)
 	StringInfoData keytext;
 	StringInfoData pred;
 	StringInfoData names;
+	StringInfoData notnull;
 	char	   *qrel;
 	char	   *sql;
 	char	   *index_name;
@@ -1366,6 +1378,7 @@ bidguard_guard_unique_active(PG_FUNCTION_ARGS)
 	initStringInfo(&keylist);
 	initStringInfo(&keytext);
 	initStringInfo(&names);
+	initStringInfo(&notnull);
 	for (int i = 0; i < nkeys; i++)
 	{
 		Name		col = DatumGetName(keys[i]);
@@ -1381,6 +1394,7 @@ bidguard_guard_unique_active(PG_FUNCTION_ARGS)
 		appendStringInfo(&keytext, "%st.%s::pg_catalog.text", i ? " OPERATOR(pg_catalog.||) ', ' OPERATOR(pg_catalog.||) " : "",
 						 quote_identifier(NameStr(*col)));
 		appendStringInfo(&names, "%s%s", i ? "_" : "", NameStr(*col));
+		appendStringInfo(&notnull, " AND t.%s IS NOT NULL", quote_identifier(NameStr(*col)));
 	}
 	status_attnum = guard_column(rel, status_column, "status_column");
 	status_type = TupleDescAttr(desc, status_attnum - 1)->atttypid;
@@ -1419,11 +1433,12 @@ bidguard_guard_unique_active(PG_FUNCTION_ARGS)
 				 errhint("Drop that index first to guard the table with other statuses.")));
 
 	/* Rows that already break the rule: how many groups, the first five. */
+	/* (a unique index holds NULL keys distinct: rows with one never clash) */
 	sql = psprintf("SELECT pg_catalog.count(*) OVER (), k FROM ("
-				   "SELECT %s AS k FROM ONLY %s AS t WHERE t.%s"
+				   "SELECT %s AS k FROM ONLY %s AS t WHERE t.%s%s"
 				   " GROUP BY %s HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1) AS d"
 				   " ORDER BY k LIMIT 5",
-				   keytext.data, qrel, pred.data, keylist.data);
+				   keytext.data, qrel, pred.data, notnull.data, keylist.data);
 	guard_exec(sql, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{

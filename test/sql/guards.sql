@@ -655,6 +655,175 @@ SELECT pg_temp.err($$DROP EXTENSION bidguard$$, false);
 SELECT count(*) AS still_there FROM pg_extension WHERE extname = 'bidguard';
 
 --
+-- Audits of an application's table: bidguard_duplicate_active and
+-- bidguard_cooldown_violations list the rows a guard would refuse (on
+-- legacy data, before guarding it), and nothing on guarded data.  They run
+-- under the hostile search_path again, read legacy timestamp columns as UTC
+-- whatever the session's TimeZone (here New York, four or five hours behind
+-- UTC), and read the table as the caller.
+--
+CREATE TABLE audit_bids (id int PRIMARY KEY, marketplace_id text, posting_id text, status text NOT NULL);
+INSERT INTO audit_bids VALUES
+    (1, 'upwork', 'job-1', 'pending'), (2, 'upwork', 'job-1', 'pending'),
+    (3, 'upwork', 'job-2', 'submitted'), (4, 'upwork', 'job-2', 'pending'),
+    (5, 'upwork', 'job-2', 'pending'),
+    (6, 'upwork', 'job-3', 'lost'), (7, 'upwork', 'job-3', 'pending'),
+    (8, 'ebay', 'job-1', 'pending'),
+    (9, 'upwork', 'job-4', 'won'), (10, 'upwork', 'job-4', 'lost');
+-- the migration guide's trades table: timestamp columns holding UTC
+CREATE TABLE audit_trades (id int PRIMARY KEY, bot_id int, created_at timestamp, filled_at timestamp, note text);
+INSERT INTO audit_trades VALUES
+    -- bot 4: the incident, two trades 0.8 s apart, filled 0.7 s apart
+    (1, 4, '2025-09-07 20:28:53.39595', '2025-09-07 20:28:53.9', NULL),
+    (2, 4, '2025-09-07 20:28:54.212493', '2025-09-07 20:28:54.6', NULL),
+    (3, 4, '2025-09-07 21:10:00', NULL, NULL),
+    -- bot 5: 80 minutes apart in UTC, across New York's DST change (read as
+    -- New York time they would be 20 minutes apart)
+    (4, 5, '2026-03-08 01:50:00', NULL, NULL),
+    (5, 5, '2026-03-08 03:10:00', NULL, NULL),
+    -- bot 6: an hour apart by their times, 20 minutes by the fill
+    (6, 6, '2025-09-07 10:00:00', '2025-09-07 10:40:00', NULL),
+    (7, 6, '2025-09-07 11:00:00', NULL, NULL),
+    -- NULL keys are not guarded, nor are rows without any time
+    (8, NULL, '2025-09-07 10:00:00', NULL, NULL), (9, NULL, '2025-09-07 10:00:00', NULL, NULL),
+    (10, 7, NULL, NULL, NULL), (11, 7, '2025-09-07 10:00:00', NULL, NULL);
+-- a timestamptz time with a legacy timestamp fill, and a text key
+CREATE TABLE audit_mixed (k text, at timestamptz, done timestamp);
+INSERT INTO audit_mixed VALUES
+    ('a', '2026-03-08 04:00:00+00', NULL), ('a', '2026-03-09 03:30:00+00', NULL),
+    ('b', '2026-03-08 04:00:00+00', '2026-03-08 05:00:00'), ('b', '2026-03-09 04:30:00+00', NULL),
+    ('c', '2026-03-08 04:00:00+00', NULL), ('c', '2026-03-09 04:00:00+00', NULL);
+-- names that try to break out of their quotes
+CREATE TABLE "Odd Schema"."Audit ""Rows""; DROP TABLE canary; --" (
+    "Bot Id" text,
+    "at'); DROP TABLE canary; --" timestamp,
+    "Fill ""At""" timestamptz,
+    "St atus" text
+);
+INSERT INTO "Odd Schema"."Audit ""Rows""; DROP TABLE canary; --" VALUES
+    ('b''1', '2026-03-01 10:00:00', NULL, $q$it's "on"$q$),
+    ('b''1', '2026-03-01 10:00:30', NULL, $q$it's "on"$q$),
+    ('b''1', '2026-03-01 10:05:00', '2026-03-01 10:05:50+00', 'off'),
+    ('b"2', '2026-03-01 10:00:00', NULL, 'off'),
+    ('b"2', '2026-03-01 10:10:00', '2026-03-01 10:59:59+00', $q$x'); DROP TABLE canary; --$q$),
+    ('b"2', '2026-03-01 11:00:00', NULL, $q$x'); DROP TABLE canary; --$q$);
+
+SET search_path = hostile, pg_catalog, public;
+SET TimeZone = 'America/New_York';
+
+-- bidguard_duplicate_active: each key with more than one active row
+SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{marketplace_id,posting_id}', 'status',
+                                        '{pending,submitted}') ORDER BY 1;
+SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{posting_id}', 'status',
+                                        '{pending,submitted}') ORDER BY 1;
+SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{marketplace_id,posting_id}', 'status',
+                                        '{pending}') ORDER BY 1;
+-- the guard refuses the same groups (error: 23505)
+SELECT pg_temp.err($$SELECT bidguard_guard_unique_active('public.audit_bids', '{marketplace_id,posting_id}',
+                                                         'status', '{pending,submitted}')$$);
+-- an enum status and a bigint key; data the guard admitted: no rows
+SELECT * FROM bidguard_duplicate_active('public.ejobs', '{owner_id}', 'state', '{queued,running}');
+SELECT * FROM bidguard_duplicate_active('app.hp_jobs', '{owner_id}', 'state', '{queued,running}');
+-- once cleaned up, no rows, and the guard is made
+RESET search_path;
+UPDATE audit_bids SET status = 'withdrawn' WHERE id IN (2, 4, 5);
+SET search_path = hostile, pg_catalog, public;
+SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{marketplace_id,posting_id}', 'status',
+                                        '{pending,submitted}');
+SELECT bidguard_guard_unique_active('public.audit_bids', '{marketplace_id,posting_id}', 'status',
+                                    '{pending,submitted}');
+-- rows with a NULL key are not guarded: the guard admits them, and they are
+-- no duplicates (no rows)
+INSERT INTO public.audit_bids VALUES (11, NULL, 'job-5', 'pending'), (12, NULL, 'job-5', 'pending'),
+                                     (13, 'ebay', NULL, 'pending'), (14, 'ebay', NULL, 'pending');
+SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{marketplace_id,posting_id}', 'status',
+                                        '{pending,submitted}');
+
+-- bidguard_cooldown_violations: each pair of consecutive rows of a key
+-- closer than the cooldown, by coalesce(fill, time); legacy timestamps are
+-- read as UTC (the results show in New York time)
+SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'created_at', '30 seconds',
+                                           'filled_at') ORDER BY 1, 3, 2;
+SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'created_at', '1 hour',
+                                           'filled_at') ORDER BY 1, 3, 2;
+-- without the fill column bot 6's rows are exactly the cooldown apart: no
+-- violation (an explicit NULL fill_column is the same as none)
+SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'created_at', '1 hour')
+ ORDER BY 1, 3, 2;
+SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'created_at', '1 hour', NULL)
+ ORDER BY 1, 3, 2;
+-- a day is 24 hours whatever the TimeZone ('a': 23.5 hours, 'b': 23.5 hours
+-- after the fill, 'c': exactly a day); a timestamptz time, a timestamp fill
+SELECT * FROM bidguard_cooldown_violations('public.audit_mixed', 'k', 'at', '1 day', 'done') ORDER BY 1, 3, 2;
+-- rows the guard admitted: no rows (and with a longer cooldown, some)
+SELECT * FROM bidguard_cooldown_violations('public.hp_orders', 'bot_id', 'placed_at', '1 minute', 'filled_at');
+SELECT * FROM bidguard_cooldown_violations('public.hp_orders', 'bot_id', 'placed_at', '2 minutes', 'filled_at')
+ ORDER BY 1, 3, 2;
+
+-- hostile names are names, hostile statuses values
+SELECT * FROM bidguard_duplicate_active('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"', '{Bot Id}',
+                                        'St atus', ARRAY[$q$it's "on"$q$, $q$x'); DROP TABLE canary; --$q$])
+ ORDER BY 1;
+SELECT * FROM bidguard_cooldown_violations('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"', 'Bot Id',
+                                           $q$at'); DROP TABLE canary; --$q$, '1 hour', 'Fill "At"')
+ ORDER BY 1, 3, 2;
+-- ... and names that are no column (error: 42703, 42804)
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"',
+                     ARRAY['Bot Id', 'x"); DROP TABLE canary; --'], 'St atus', '{off}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"',
+                     '{Bot Id}', $q$St atus'; DROP TABLE canary; --$q$, '{off}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"',
+                     '{"\"Bot Id\""}', 'St atus', '{off}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"',
+                     'Bot Id"); DROP TABLE canary; --', $q$at'); DROP TABLE canary; --$q$, '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"',
+                     'Bot Id', 'at"); DROP TABLE canary; --', '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('"Odd Schema"."Audit ""Rows""; DROP TABLE canary; --"',
+                     'Bot Id', $q$at'); DROP TABLE canary; --$q$, '1 hour', $q$Fill "At"'); DROP TABLE canary; --$q$)$$);
+
+-- a time or fill column that is no timestamp (error: 42804)
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'note', '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'id', '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'created_at', 'bot_id', '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'created_at', '1 hour', 'note')$$);
+-- NULL arguments (error: 22004)
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active(NULL, '{posting_id}', 'status', '{pending}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', NULL, 'status', '{pending}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{posting_id}', NULL, '{pending}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{posting_id}', 'status', NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{posting_id,NULL}', 'status', '{pending}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations(NULL, 'bot_id', 'created_at', '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', NULL, 'created_at', '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', NULL, '1 hour')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id', 'created_at', NULL)$$);
+-- empty arrays (error: 22023)
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{}', 'status', '{pending}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{posting_id}', 'status', '{}')$$);
+-- a negative cooldown (error: 22023, SPEC 8), not an empty answer
+SELECT pg_catalog.left(pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'bot_id',
+                                     'created_at', '-1 hour')$$), 5) AS sqlstate;
+-- unknown columns (error: 42703)
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{nope}', 'status', '{pending}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('public.audit_bids', '{posting_id}', 'nope', '{pending}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('public.audit_trades', 'nope', 'created_at', '1 hour')$$);
+-- they read the table as the caller, who needs SELECT on it (error: 42501)
+SET ROLE regress_bidguard_other;
+SELECT pg_temp.err($$SELECT * FROM bidguard_duplicate_active('app.owned', '{k}', 'status', '{open}')$$);
+SELECT pg_temp.err($$SELECT * FROM bidguard_cooldown_violations('app.owned', 'k', 'at', '1 minute')$$);
+RESET ROLE;
+SET ROLE regress_bidguard_owner;
+SELECT * FROM bidguard_duplicate_active('app.owned', '{k}', 'status', '{open}');
+SELECT * FROM bidguard_cooldown_violations('app.owned', 'k', 'at', '1 minute');
+RESET ROLE;
+
+RESET TimeZone;
+RESET search_path;
+-- nothing hostile ran, and the canary lives
+SELECT count(*) AS hostile_calls FROM hostile.hostile_calls;
+SELECT alive FROM canary;
+DROP TABLE audit_bids, audit_trades, audit_mixed, "Odd Schema"."Audit ""Rows""; DROP TABLE canary; --";
+
+--
 -- Clean up, and leave the database as the other tests expect it
 --
 SELECT bidguard_unguard_cooldown('"Odd Schema".robot_orders');
