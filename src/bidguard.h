@@ -171,6 +171,7 @@ struct CooldownGuard
 	bool		(*already_admitted) (CooldownGuard *g, HeapTuple tuple);
 	void	   *arg;
 };
+extern bool bidguard_fired_before_row_ins_upd(FunctionCallInfo fcinfo);
 extern HeapTuple bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 											 Interval **admitted_under);
 extern void bidguard_cooldown_execute(SPIPlanPtr plan, Datum *values, const char *nulls,

@@ -183,6 +183,23 @@ same_value(HeapTuple a, HeapTuple b, int attnum, TupleDesc desc)
 }
 
 /*
+ * bidguard_fired_before_row_ins_upd
+ *		Was the function fired as a cooldown trigger must be: BEFORE INSERT
+ *		OR UPDATE, FOR EACH ROW?
+ */
+bool
+bidguard_fired_before_row_ins_upd(FunctionCallInfo fcinfo)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	return CALLED_AS_TRIGGER(fcinfo) &&
+		TRIGGER_FIRED_BEFORE(trigdata->tg_event) &&
+		TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
+		(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		 TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event));
+}
+
+/*
  * bidguard_cooldown_guard_row
  *		The cooldown trigger's work for one row (BEFORE INSERT OR UPDATE FOR
  *		EACH ROW); returns the row to store.
@@ -906,11 +923,7 @@ bidguard_cooldown_guard_trigger(PG_FUNCTION_ARGS)
 	GuardEntry *e;
 	Interval   *admitted_under;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
+	if (!bidguard_fired_before_row_ins_upd(fcinfo))
 		guard_misuse();
 
 	e = guard_entry(trigdata->tg_relation, trigdata->tg_trigger);
@@ -1003,6 +1016,21 @@ static void
 guard_exec(const char *sql, int expected)
 {
 	bidguard_spi_check(SPI_execute(sql, false, 0), expected, "guarding the table");
+}
+
+/*
+ * Run a CREATE INDEX, then mark the index with a comment saying it is a
+ * guard's: pg_dump keeps the comment, and the comment follows renames.
+ */
+static void
+guard_create_marked_index(const char *create_sql, const char *nspname,
+						  const char *name, const char *mark)
+{
+	guard_exec(create_sql, SPI_OK_UTILITY);
+	guard_exec(psprintf("COMMENT ON INDEX %s.%s IS %s",
+						quote_identifier(nspname), quote_identifier(name),
+						quote_literal_cstr(mark)),
+			   SPI_OK_UTILITY);
 }
 
 /*
@@ -1240,11 +1268,8 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 		else					/* a key type with hash equality only */
 			sql = psprintf("CREATE INDEX %s ON %s USING hash (%s)", quote_identifier(name), qrel,
 						   quote_identifier(NameStr(*key_column)));
-		guard_exec(sql, SPI_OK_UTILITY);
-		sql = psprintf("COMMENT ON INDEX %s.%s IS %s",
-					   quote_identifier(nspname), quote_identifier(name),
-					   quote_literal_cstr(GUARD_INDEX_MARK ": serves the cooldown guard; bidguard_unguard_cooldown() drops it"));
-		guard_exec(sql, SPI_OK_UTILITY);
+		guard_create_marked_index(sql, nspname, name,
+								  GUARD_INDEX_MARK ": serves the cooldown guard; bidguard_unguard_cooldown() drops it");
 	}
 
 	SPI_finish();
@@ -1465,11 +1490,8 @@ bidguard_guard_unique_active(PG_FUNCTION_ARGS)
 	table_close(rel, NoLock);	/* DDL refuses a table this session has open */
 	sql = psprintf("CREATE UNIQUE INDEX %s ON %s (%s) WHERE %s",
 				   quote_identifier(index_name), qrel, keylist.data, pred.data);
-	guard_exec(sql, SPI_OK_UTILITY);
-	sql = psprintf("COMMENT ON INDEX %s.%s IS %s",
-				   quote_identifier(nspname), quote_identifier(index_name),
-				   quote_literal_cstr(UNIQUE_INDEX_MARK ": at most one active row per key"));
-	guard_exec(sql, SPI_OK_UTILITY);
+	guard_create_marked_index(sql, nspname, index_name,
+							  UNIQUE_INDEX_MARK ": at most one active row per key");
 
 	SPI_finish();
 	as_owner_end(&save);

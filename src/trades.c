@@ -613,11 +613,7 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	TradesGuard tg;
 	Interval   *admitted_under;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!(TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)))
+	if (!bidguard_fired_before_row_ins_upd(fcinfo))
 		bidguard_trigger_misuse("bidguard_trades_cooldown_trigger",
 								"BEFORE INSERT OR UPDATE FOR EACH ROW");
 
