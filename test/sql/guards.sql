@@ -174,6 +174,19 @@ INSERT INTO k_domain VALUES ('acct-1', '2026-03-01 10:00:00+00'), ('acct-2', '20
 SELECT pg_temp.err($$INSERT INTO k_domain VALUES ('acct-1', '2026-03-01 10:00:30+00')$$);
 SELECT table_name, key_columns, time_column, fill_column, cooldown, index_name
   FROM bidguard_guards WHERE table_name::text LIKE 'k\_%' ORDER BY table_name::text;
+-- a key type with hash equality but no btree (xid): a hash index on the key,
+-- and the check runs in SQL, as the owner, instead of reading the index
+CREATE TABLE k_xid (k xid, at timestamptz, fill timestamptz);
+SELECT bidguard_guard_cooldown('k_xid', 'k', 'at', '1 minute', 'fill');
+SELECT indexdef FROM pg_indexes WHERE tablename = 'k_xid';
+INSERT INTO k_xid VALUES ('100', '2026-03-01 10:00:00+00', NULL), ('101', '2026-03-01 10:00:00+00', NULL);
+SELECT pg_temp.err($$INSERT INTO k_xid VALUES ('100', '2026-03-01 10:00:30+00', NULL)$$);
+SELECT pg_temp.err($$INSERT INTO k_xid VALUES ('100', '2026-03-01 09:59:01+00', NULL)$$);
+INSERT INTO k_xid VALUES ('100', '2026-03-01 10:01:00+00', NULL);
+UPDATE k_xid SET fill = '2026-03-01 10:01:30+00' WHERE k = '101';
+SELECT pg_temp.err($$INSERT INTO k_xid VALUES ('101', '2026-03-01 10:02:00+00', NULL)$$);
+SELECT k, at FROM k_xid ORDER BY k::text, at;
+DROP TABLE k_xid;
 
 --
 -- Arguments bidguard_guard_cooldown refuses (error)
