@@ -662,6 +662,24 @@ DELETE FROM bidguard_trades WHERE bot_id = 990001;
 DELETE FROM bidguard_bots WHERE bot_id = 990001;
 
 --
+-- An extension update replaces bidguard's functions with CREATE OR REPLACE,
+-- which keeps their OIDs.  A guard references nothing of bidguard's but the
+-- trigger function, so it survives: here the replacement an update script
+-- would make, made by hand (1.0 is the only version so far)
+--
+CREATE TABLE upd (k int NOT NULL, at timestamptz);
+SELECT bidguard_guard_cooldown('upd', 'k', 'at', '1 minute');
+SELECT 'bidguard_cooldown_guard_trigger()'::regprocedure::oid AS fn_before \gset
+CREATE OR REPLACE FUNCTION bidguard_cooldown_guard_trigger() RETURNS trigger
+AS '$libdir/bidguard', 'bidguard_cooldown_guard_trigger' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+SELECT 'bidguard_cooldown_guard_trigger()'::regprocedure::oid = :fn_before AS same_function,
+       (SELECT count(*) FROM pg_depend WHERE objid = :fn_before AND deptype = 'e') AS still_a_member;
+INSERT INTO upd VALUES (1, '2026-03-01 10:00:00+00');
+SELECT pg_temp.err($$INSERT INTO upd VALUES (1, '2026-03-01 10:00:30+00')$$, false);
+SELECT kind, table_name, cooldown FROM bidguard_guards WHERE table_name = 'upd'::regclass;
+DROP TABLE upd;
+
+--
 -- The extension cannot be dropped from under a guard (error: 2BP01)
 --
 SELECT pg_temp.err($$DROP EXTENSION bidguard$$, false);
