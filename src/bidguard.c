@@ -176,22 +176,6 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 	 * the cooldown of $2, either side (NULL when none).  No row: the bot is
 	 * not registered.  The subquery is served by bidguard_trades_cooldown_idx.
 	 */
-	[BG_PLAN_TRADE_DECISION] = {
-		"SELECT b.cooldown,"
-		" (SELECT ((pg_catalog.max(COALESCE(t.filled_at, t.created_at)) AT TIME ZONE 'UTC'"
-		"   OPERATOR(pg_catalog.+) b.cooldown) AT TIME ZONE 'UTC') OPERATOR(pg_catalog.-) $2"
-		"  FROM %1$s.bidguard_trades AS t"
-		"  WHERE t.bot_id OPERATOR(pg_catalog.=) $1"
-		"  AND t.status OPERATOR(pg_catalog.<>) 'failed'"
-		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.>)"
-		"      (($2 AT TIME ZONE 'UTC' OPERATOR(pg_catalog.-) b.cooldown) AT TIME ZONE 'UTC')"
-		"  AND COALESCE(t.filled_at, t.created_at) OPERATOR(pg_catalog.<)"
-		"      (($2 AT TIME ZONE 'UTC' OPERATOR(pg_catalog.+) b.cooldown) AT TIME ZONE 'UTC')"
-		"  AND t.trade_id IS DISTINCT FROM $3)"
-		" FROM %1$s.bidguard_bots AS b"
-		" WHERE b.bot_id OPERATOR(pg_catalog.=) $1",
-		3, {INT8OID, TIMESTAMPTZOID, INT8OID}
-	},
 	[BG_PLAN_INSERT_TRADE] = {
 		"INSERT INTO %1$s.bidguard_trades AS t (bot_id, trade_data, created_at, cooldown)"
 		" VALUES ($1, $2, $3, $4)"

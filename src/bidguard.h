@@ -55,7 +55,6 @@ typedef enum BidguardPlanId
 	BG_PLAN_UPDATE_BID_STATUS,
 	BG_PLAN_INSERT_EVENT,
 	BG_PLAN_BID_CREATED,
-	BG_PLAN_TRADE_DECISION,
 	BG_PLAN_INSERT_TRADE,
 	BG_PLAN_UPSERT_BOT,
 	BG_PLAN_LOCK_TRADE,
@@ -174,7 +173,6 @@ struct CooldownGuard
 extern bool bidguard_fired_before_row_ins_upd(FunctionCallInfo fcinfo);
 extern HeapTuple bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 											 Interval **admitted_under);
-extern void bidguard_cooldown_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
-									  int clear_column, const char *what);
+
 
 #endif							/* BIDGUARD_H */

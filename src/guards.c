@@ -118,7 +118,7 @@
  *		disagree on whether there is a row, or on whether clear_column is
  *		NULL (clear), that is 40001.  SPI_tuptable holds the latest answer.
  */
-void
+static void
 bidguard_cooldown_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 						  int clear_column, const char *what)
 {

@@ -52,10 +52,17 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -101,51 +108,212 @@ raise_unknown_bot(int64 bot_id, Relation rel)
 }
 
 /*
+ * What trade_decide reads directly: bidguard_bots through its primary key,
+ * and the counting trades of a bot through bidguard_trades_cooldown_idx
+ * (bot_id, COALESCE(filled_at, created_at)) WHERE status <> 'failed'.
+ */
+typedef struct TradeRels
+{
+	Relation	bots;
+	Relation	bots_pkey;
+	Relation	trades;
+	Relation	cooldown_idx;
+	AttrNumber	bot_cooldown;	/* bidguard_bots.cooldown */
+	AttrNumber	trade_id;
+	AttrNumber	created_at;
+	AttrNumber	filled_at;
+} TradeRels;
+
+/* Open them (AccessShareLock). */
+static void
+trade_rels_open(Oid nspid, TradeRels *r)
+{
+	Oid			bots = get_relname_relid("bidguard_bots", nspid);
+	Oid			bots_pkey = get_relname_relid("bidguard_bots_pkey", nspid);
+	Oid			trades = get_relname_relid("bidguard_trades", nspid);
+	Oid			idx = get_relname_relid("bidguard_trades_cooldown_idx", nspid);
+
+	if (!OidIsValid(bots) || !OidIsValid(bots_pkey) || !OidIsValid(trades) ||
+		!OidIsValid(idx))
+		elog(ERROR, "bidguard: a table or index of the extension is missing");
+	r->bots = table_open(bots, AccessShareLock);
+	r->bots_pkey = index_open(bots_pkey, AccessShareLock);
+	r->trades = table_open(trades, AccessShareLock);
+	r->cooldown_idx = index_open(idx, AccessShareLock);
+	r->bot_cooldown = bidguard_column(r->bots, "cooldown");
+	r->trade_id = bidguard_column(r->trades, "trade_id");
+	r->created_at = bidguard_column(r->trades, "created_at");
+	r->filled_at = bidguard_column(r->trades, "filled_at");
+}
+
+static void
+trade_rels_close(TradeRels *r)
+{
+	index_close(r->cooldown_idx, AccessShareLock);
+	table_close(r->trades, AccessShareLock);
+	index_close(r->bots_pkey, AccessShareLock);
+	table_close(r->bots, AccessShareLock);
+}
+
+/* The bot's cooldown as snap sees it; false for an unknown bot. */
+static bool
+trade_read_cooldown(TradeRels *r, int64 bot_id, Snapshot snap, Interval *cooldown)
+{
+	ScanKeyData sk;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(r->bots, NULL);
+	bool		found;
+
+	ScanKeyInit(&sk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(bot_id));
+	scan = index_beginscan(r->bots, r->bots_pkey, snap, 1, 0);
+	index_rescan(scan, &sk, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+
+		*cooldown = *DatumGetIntervalP(slot_getattr(slot, r->bot_cooldown, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/*
+ * The latest effective time, strictly between lo and hi, of a counting trade
+ * of the bot other than exclude_trade_id, as snap sees it: backward along
+ * the cooldown index, the first one.
+ */
+static bool
+trade_read_latest(TradeRels *r, int64 bot_id, TimestampTz lo, TimestampTz hi,
+				  int64 exclude_trade_id, bool exclude, Snapshot snap, TimestampTz *latest)
+{
+	ScanKeyData sk[3];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(r->trades, NULL);
+	bool		found = false;
+
+	ScanKeyInit(&sk[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(bot_id));
+	ScanKeyInit(&sk[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT, TimestampTzGetDatum(lo));
+	ScanKeyInit(&sk[2], 2, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(hi));
+	scan = index_beginscan(r->trades, r->cooldown_idx, snap, 3, 0);
+	index_rescan(scan, sk, 3, NULL, 0);
+	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (exclude &&
+			DatumGetInt64(slot_getattr(slot, r->trade_id, &isnull)) == exclude_trade_id)
+			continue;
+		d = slot_getattr(slot, r->filled_at, &isnull);
+		if (isnull)
+			d = slot_getattr(slot, r->created_at, &isnull);
+		*latest = DatumGetTimestampTz(d);
+		found = true;
+		break;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/* Is time "at" clear (*retry NULL) under snap?  False for an unknown bot. */
+static bool
+trade_decide_in(TradeRels *r, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
+				bool exclude, Snapshot snap, Interval *cooldown, Interval **retry)
+{
+	TimestampTz lo,
+				hi,
+				latest;
+
+	*retry = NULL;
+	if (!trade_read_cooldown(r, bot_id, snap, cooldown))
+		return false;
+	/* the window, on the UTC wall clock (a day is 24 hours in every zone) */
+	lo = DatumGetTimestamp(DirectFunctionCall2(timestamp_mi_interval, TimestampGetDatum(at),
+											   IntervalPGetDatum(cooldown)));
+	hi = DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval, TimestampGetDatum(at),
+											   IntervalPGetDatum(cooldown)));
+	if (trade_read_latest(r, bot_id, lo, hi, exclude_trade_id, exclude, snap, &latest))
+		*retry = DatumGetIntervalP(DirectFunctionCall2(timestamp_mi,
+													   DirectFunctionCall2(timestamp_pl_interval,
+																		   TimestampGetDatum(latest),
+																		   IntervalPGetDatum(cooldown)),
+													   TimestampGetDatum(at)));
+	return true;
+}
+
+/*
  * trade_decide
  *		The bot's cooldown, and how long until time "at" is clear of the
- *		bot's other counting trades (*retry = NULL: it is clear now), in one
- *		statement.  Raises 23503 for an unknown bot.  The caller holds the
- *		bot's lock and is connected to SPI; the results are palloc'd in the
- *		caller's (upper) memory context.
+ *		bot's other counting trades (*retry = NULL: it is clear now).  Raises
+ *		23503 for an unknown bot.  The caller holds the bot's lock and is
+ *		connected to SPI; the results are palloc'd in the caller's (upper)
+ *		memory context.
  *
- * Under READ COMMITTED the statement's fresh snapshot sees every admission,
- * fill, failure and cooldown change committed before the lock was ours.
- * Under a transaction snapshot the decision must not depend on anything
- * committed after it: the statement runs with the transaction snapshot and
- * with the latest one, and if they disagree on the bot or on the decision,
- * that is 40001; otherwise the latest values are returned.
+ * It reads bidguard_bots and bidguard_trades_cooldown_idx directly (no SQL,
+ * no executor), after CommandCounterIncrement so that this transaction's
+ * own earlier trades count, as SPI would.  Under READ COMMITTED it reads a
+ * fresh snapshot, which sees every admission, fill, failure and cooldown
+ * change committed before the lock was ours.  Under a transaction snapshot
+ * the decision must not depend on anything committed after it: it reads
+ * with the transaction snapshot and with the latest one, and if they
+ * disagree on the bot or on the decision, that is 40001; otherwise the
+ * latest values are returned.
  */
 static void
 trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 			 bool exclude, Relation rel, Interval **cooldown, Interval **retry)
 {
-	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_TRADE_DECISION);
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	bool		isnull;
-	Datum		d;
+	TradeRels	r;
+	Interval	cd;
+	Interval   *rt;
+	bool		found;
 
-	values[0] = Int64GetDatum(bot_id);
-	values[1] = TimestampTzGetDatum(at);
-	values[2] = Int64GetDatum(exclude_trade_id);
-	if (!exclude)
-		nulls[2] = 'n';
+	trade_rels_open(nspid, &r);
+	CommandCounterIncrement();
+	if (IsolationUsesXactSnapshot())
+	{
+		Interval	cd_snap;
+		Interval   *rt_snap;
+		bool		found_snap;
 
-	bidguard_cooldown_execute(plan, values, nulls, 2,
-							  psprintf("Bot %lld or one of its trades", (long long) bot_id));
+		PushActiveSnapshot(GetTransactionSnapshot());
+		UpdateActiveSnapshotCommandId();
+		found_snap = trade_decide_in(&r, bot_id, at, exclude_trade_id, exclude,
+									 GetActiveSnapshot(), &cd_snap, &rt_snap);
+		PopActiveSnapshot();
+		PushActiveSnapshot(GetLatestSnapshot());
+		found = trade_decide_in(&r, bot_id, at, exclude_trade_id, exclude,
+								GetActiveSnapshot(), &cd, &rt);
+		PopActiveSnapshot();
+		if (found != found_snap || (found && (rt == NULL) != (rt_snap == NULL)))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errdetail("Bot %lld or one of its trades was changed after this transaction's snapshot was taken.",
+							   (long long) bot_id),
+					 errhint("Retry the transaction.")));
+	}
+	else
+	{
+		PushActiveSnapshot(GetLatestSnapshot());
+		found = trade_decide_in(&r, bot_id, at, exclude_trade_id, exclude,
+								GetActiveSnapshot(), &cd, &rt);
+		PopActiveSnapshot();
+	}
+	trade_rels_close(&r);
 
-	if (SPI_processed == 0)
+	if (!found)
 		raise_unknown_bot(bot_id, rel);
-
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	*cooldown = SPI_palloc(sizeof(Interval));
-	memcpy(*cooldown, DatumGetIntervalP(d), sizeof(Interval));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	memcpy(*cooldown, &cd, sizeof(Interval));
 	*retry = NULL;
-	if (!isnull)
+	if (rt != NULL)
 	{
 		*retry = SPI_palloc(sizeof(Interval));
-		memcpy(*retry, DatumGetIntervalP(d), sizeof(Interval));
+		memcpy(*retry, rt, sizeof(Interval));
 	}
 }
 
