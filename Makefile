@@ -4,6 +4,8 @@
 #   make test                install what is missing, build, install, and run every suite
 #                            against a throwaway cluster (scripts/run-tests.sh)
 #   make demo                the same set-up, then the races with and without bidguard
+#   make bench               bidguard against the alternatives, on this machine, with
+#                            results in bench/results/ (bench/run.sh; BENCH_* settings)
 
 PG_CONFIG ?= pg_config
 
@@ -42,7 +44,7 @@ $(OBJS): $(wildcard src/*.h)
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
 
-.PHONY: test demo deps
+.PHONY: test demo deps bench
 
 # make test TEST_ARGS="regress isolation" runs a subset; see scripts/run-tests.sh.
 deps:
@@ -53,3 +55,6 @@ test:
 
 demo:
 	@bash scripts/demo.sh $(DEMO_ARGS)
+
+bench:
+	@bash bench/run.sh

@@ -2,8 +2,41 @@
 -- benchmarks.  The cooldown is 1 second everywhere.
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
--- Bids: the plain-SQL peer is INSERT ... ON CONFLICT DO NOTHING on
+-- Bids (a): the plain-SQL peer is INSERT ... ON CONFLICT DO NOTHING on
 -- bidguard_bids itself (on_conflict.pgbench).
+
+-- Bids (b): PL/pgSQL, a transaction-scoped advisory lock on the posting, a
+-- check for its active bid, an insert (plpgsql_bid.pgbench): bidguard's
+-- create_bid written by hand, on a table of its own with the same unique rule.
+CREATE TABLE peer_plpgsql_bids (
+    bid_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    marketplace_id  text NOT NULL,
+    posting_id      text NOT NULL,
+    status          text NOT NULL DEFAULT 'pending',
+    bid_data        jsonb NOT NULL DEFAULT '{}',
+    atomic_event_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE UNIQUE INDEX peer_plpgsql_bids_one_active ON peer_plpgsql_bids (marketplace_id, posting_id)
+    WHERE status IN ('pending', 'submitted');
+
+CREATE FUNCTION peer_plpgsql_create_bid(p_marketplace text, p_posting text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_marketplace || '/' || p_posting, 0));
+    SELECT b.bid_id INTO id FROM peer_plpgsql_bids AS b
+     WHERE b.marketplace_id = p_marketplace AND b.posting_id = p_posting
+       AND b.status IN ('pending', 'submitted');
+    IF FOUND THEN
+        RETURN id;
+    END IF;
+    INSERT INTO peer_plpgsql_bids (marketplace_id, posting_id)
+    VALUES (p_marketplace, p_posting) RETURNING bid_id INTO id;
+    RETURN id;
+END
+$$;
 
 -- Trades (a): an exclusion constraint on a window of one cooldown.
 CREATE TABLE peer_excl_trades (

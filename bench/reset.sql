@@ -4,5 +4,5 @@
 -- check-then-insert peer (bidguard's and PL/pgSQL's alike) sequential scans
 -- until the next ANALYZE.  The checkpoint makes every run start alike.
 TRUNCATE bidguard_bids, bidguard_trades, bidguard_events,
-         peer_excl_trades, peer_plpgsql_trades;
+         peer_excl_trades, peer_plpgsql_trades, peer_plpgsql_bids;
 CHECKPOINT;
