@@ -231,6 +231,7 @@ typedef struct BidguardSchemaCache
 	bool		retired;		/* schema renamed or dropped: don't use */
 	Oid			events_relid;	/* InvalidOid until looked up */
 	Oid			events_owner;
+	BidguardTradeRelids trade;	/* trade.trades InvalidOid until looked up */
 	SPIPlanPtr	plans[BG_NUM_PLANS];
 	struct BidguardSchemaCache *next;
 } BidguardSchemaCache;
@@ -256,6 +257,10 @@ bidguard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 	{
 		if (relid == InvalidOid || relid == c->events_relid)
 			c->events_relid = InvalidOid;
+		if (relid == InvalidOid || relid == c->trade.bots ||
+			relid == c->trade.bots_pkey || relid == c->trade.trades ||
+			relid == c->trade.cooldown_idx)
+			c->trade.trades = InvalidOid;
 	}
 }
 
@@ -398,6 +403,42 @@ bidguard_events_owner(Oid nspid)
 		c->events_relid = relid;
 	}
 	return c->events_owner;
+}
+
+/*
+ * bidguard_trade_relids
+ *		The relations and columns the trade decision reads directly, looked
+ *		up once per backend and schema, and again after a relcache
+ *		invalidation of any of them (a dropped and re-created extension, an
+ *		ALTER TABLE).
+ */
+const BidguardTradeRelids *
+bidguard_trade_relids(Oid nspid)
+{
+	BidguardSchemaCache *c = bidguard_schema_cache(nspid);
+
+	if (!OidIsValid(c->trade.trades))
+	{
+		BidguardTradeRelids t;
+
+		t.bots = get_relname_relid("bidguard_bots", nspid);
+		t.bots_pkey = get_relname_relid("bidguard_bots_pkey", nspid);
+		t.trades = get_relname_relid("bidguard_trades", nspid);
+		t.cooldown_idx = get_relname_relid("bidguard_trades_cooldown_idx", nspid);
+		if (!OidIsValid(t.bots) || !OidIsValid(t.bots_pkey) ||
+			!OidIsValid(t.trades) || !OidIsValid(t.cooldown_idx))
+			elog(ERROR, "bidguard: a table or index of the extension is missing in schema \"%s\"",
+				 c->nspname);
+		t.bot_cooldown = get_attnum(t.bots, "cooldown");
+		t.trade_id = get_attnum(t.trades, "trade_id");
+		t.created_at = get_attnum(t.trades, "created_at");
+		t.filled_at = get_attnum(t.trades, "filled_at");
+		if (t.bot_cooldown <= 0 || t.trade_id <= 0 || t.created_at <= 0 || t.filled_at <= 0)
+			elog(ERROR, "bidguard: a column of the extension's tables is missing in schema \"%s\"",
+				 c->nspname);
+		c->trade = t;
+	}
+	return &c->trade;
 }
 
 /*

@@ -93,7 +93,24 @@ typedef struct BidguardCallState
 	void	   *columns;		/* allocated in fn_mcxt by the user */
 } BidguardCallState;
 
+/*
+ * The relations and columns the trade decision reads without SQL
+ * (trades.c), cached per schema (bidguard.c).
+ */
+typedef struct BidguardTradeRelids
+{
+	Oid			bots;
+	Oid			bots_pkey;
+	Oid			trades;
+	Oid			cooldown_idx;	/* bidguard_trades_cooldown_idx */
+	AttrNumber	bot_cooldown;	/* bidguard_bots.cooldown */
+	AttrNumber	trade_id;
+	AttrNumber	created_at;
+	AttrNumber	filled_at;
+} BidguardTradeRelids;
+
 /* bidguard.c */
+extern const BidguardTradeRelids *bidguard_trade_relids(Oid nspid);
 extern BidguardCallState *bidguard_call_state(FunctionCallInfo fcinfo);
 #define bidguard_schema(fcinfo) (bidguard_call_state(fcinfo)->nspid)
 extern SPIPlanPtr bidguard_plan(Oid nspid, BidguardPlanId id);

@@ -92,6 +92,7 @@
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -120,7 +121,7 @@
  */
 static void
 bidguard_cooldown_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
-						  int clear_column, const char *what)
+						  int clear_column, char *(*what) (void *arg), void *what_arg)
 {
 	bool		found;
 	bool		clear = true;
@@ -148,7 +149,7 @@ bidguard_cooldown_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent update"),
 				 errdetail("%s was changed after this transaction's snapshot was taken.",
-						   what),
+						   what(what_arg)),
 				 errhint("Retry the transaction.")));
 }
 
@@ -443,6 +444,26 @@ typedef struct GuardEntry
 
 static HTAB *guard_cache = NULL;
 
+/*
+ * A relcache invalidation of a guarded table (its triggers, indexes or
+ * columns changed, or it was renamed) makes its entries be rebuilt before
+ * their next use; so the rows need not check the index list themselves.
+ */
+static void
+guard_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	GuardEntry *e;
+
+	(void) arg;
+	if (guard_cache == NULL)
+		return;
+	hash_seq_init(&status, guard_cache);
+	while ((e = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || e->relid == relid)
+			e->valid = false;
+}
+
 static void
 guard_misuse(void)
 {
@@ -463,15 +484,6 @@ guard_entry_current(GuardEntry *e, Relation rel, Trigger *trigger)
 		e->nattr != trigger->tgnattr ||
 		strcmp(e->cooldown_text, trigger->tgargs[0]) != 0)
 		return false;
-	if (OidIsValid(e->index_oid))
-	{
-		List	   *indexes = RelationGetIndexList(rel);
-		bool		present = list_member_oid(indexes, e->index_oid);
-
-		list_free(indexes);
-		if (!present)
-			return false;
-	}
 	for (int i = 0; i < e->nattr; i++)
 	{
 		Form_pg_attribute att;
@@ -594,6 +606,7 @@ guard_entry(Relation rel, Trigger *trigger)
 		ctl.entrysize = sizeof(GuardEntry);
 		guard_cache = hash_create("bidguard guard triggers", 16, &ctl,
 								  HASH_ELEM | HASH_BLOBS);
+		CacheRegisterRelcacheCallback(guard_relcache_callback, (Datum) 0);
 	}
 	e = hash_search(guard_cache, &trigger->tgoid, HASH_ENTER, &found);
 	if (!found)
@@ -710,6 +723,21 @@ guard_key_text(GuardEntry *e, Datum key)
 	getTypeOutputInfo(e->atttypes[0], &output, &varlena);
 	return psprintf("(%s)=(%s)", NameStr(e->attnames[0]),
 					OidOutputFunctionCall(output, key));
+}
+
+/* "A row of key (k)=(v)", for a 40001's DETAIL: made only when raised */
+typedef struct GuardRowSubject
+{
+	GuardEntry *e;
+	Datum		key;
+} GuardRowSubject;
+
+static char *
+guard_row_subject(void *arg)
+{
+	GuardRowSubject *subject = arg;
+
+	return psprintf("A row of key %s", guard_key_text(subject->e, subject->key));
 }
 
 static void guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
@@ -835,6 +863,7 @@ guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
 	Interval   *retry = NULL;
 	bool		isnull;
 	Datum		d;
+	GuardRowSubject subject;
 
 	values[0] = key;
 	values[1] = TimestampTzGetDatum(at);
@@ -852,8 +881,9 @@ guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
 		return guard_decide_by_index(g, key, at, self);
 
 	as_owner_begin(g->rel->rd_rel->relowner, &save);
-	bidguard_cooldown_execute(e->plan, values, nulls, 1,
-							  psprintf("A row of key %s", guard_key_text(e, key)));
+	subject.e = e;
+	subject.key = key;
+	bidguard_cooldown_execute(e->plan, values, nulls, 1, guard_row_subject, &subject);
 	as_owner_end(&save);
 
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -124,26 +124,20 @@ typedef struct TradeRels
 	AttrNumber	filled_at;
 } TradeRels;
 
-/* Open them (AccessShareLock). */
+/* Open them (AccessShareLock); no catalogue lookups but the first. */
 static void
 trade_rels_open(Oid nspid, TradeRels *r)
 {
-	Oid			bots = get_relname_relid("bidguard_bots", nspid);
-	Oid			bots_pkey = get_relname_relid("bidguard_bots_pkey", nspid);
-	Oid			trades = get_relname_relid("bidguard_trades", nspid);
-	Oid			idx = get_relname_relid("bidguard_trades_cooldown_idx", nspid);
+	const BidguardTradeRelids *ids = bidguard_trade_relids(nspid);
 
-	if (!OidIsValid(bots) || !OidIsValid(bots_pkey) || !OidIsValid(trades) ||
-		!OidIsValid(idx))
-		elog(ERROR, "bidguard: a table or index of the extension is missing");
-	r->bots = table_open(bots, AccessShareLock);
-	r->bots_pkey = index_open(bots_pkey, AccessShareLock);
-	r->trades = table_open(trades, AccessShareLock);
-	r->cooldown_idx = index_open(idx, AccessShareLock);
-	r->bot_cooldown = bidguard_column(r->bots, "cooldown");
-	r->trade_id = bidguard_column(r->trades, "trade_id");
-	r->created_at = bidguard_column(r->trades, "created_at");
-	r->filled_at = bidguard_column(r->trades, "filled_at");
+	r->bots = table_open(ids->bots, AccessShareLock);
+	r->bots_pkey = index_open(ids->bots_pkey, AccessShareLock);
+	r->trades = table_open(ids->trades, AccessShareLock);
+	r->cooldown_idx = index_open(ids->cooldown_idx, AccessShareLock);
+	r->bot_cooldown = ids->bot_cooldown;
+	r->trade_id = ids->trade_id;
+	r->created_at = ids->created_at;
+	r->filled_at = ids->filled_at;
 }
 
 static void
