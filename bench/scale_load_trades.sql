@@ -26,7 +26,7 @@ SET synchronous_commit = off;
 BEGIN;
 CREATE TEMP TABLE scale_stage ON COMMIT DROP AS
 SELECT (:from - 1 + row_number() OVER (ORDER BY u))::bigint AS i, u
-  FROM (SELECT pg_catalog.gen_random_uuid() AS u FROM generate_series(:from, :to)) AS g;
+  FROM (SELECT bidguard_uuid_v7() AS u FROM generate_series(:from, :to)) AS g;
 
 CREATE TEMP VIEW scale_new_trades AS
 SELECT s.i, s.u, (s.i - 1) % :bots + 1 AS bot_id,

@@ -10,11 +10,24 @@
  */
 
 --
+-- Ids: time-ordered UUIDs (RFC 9562 version 7), so that the unique indexes
+-- on atomic_event_id and event_id take their inserts on their rightmost
+-- pages instead of on a random page of an index that may not fit in memory.
+--
+CREATE FUNCTION @extschema@.bidguard_uuid_v7()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'bidguard_uuid_v7'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_uuid_v7() IS
+    'a time-ordered UUID (version 7): the default of every atomic_event_id and event_id';
+
+--
 -- The audit trail: one row per state change, written by triggers in the same
 -- transaction as the change.
 --
 CREATE TABLE @extschema@.bidguard_events (
-    event_id        uuid        NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
+    event_id        uuid        NOT NULL DEFAULT @extschema@.bidguard_uuid_v7(),
     occurred_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     kind            text        NOT NULL,
     bid_id          bigint,
@@ -50,7 +63,7 @@ CREATE TABLE @extschema@.bidguard_bids (
     status          text        NOT NULL DEFAULT 'pending',
     bid_data        jsonb       NOT NULL DEFAULT '{}'::jsonb,
     status_reason   text,
-    atomic_event_id uuid        NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
+    atomic_event_id uuid        NOT NULL DEFAULT @extschema@.bidguard_uuid_v7(),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     CONSTRAINT bidguard_bids_pkey PRIMARY KEY (bid_id),
@@ -203,7 +216,7 @@ CREATE TABLE @extschema@.bidguard_trades (
     status          text        NOT NULL DEFAULT 'open',
     trade_data      jsonb       NOT NULL DEFAULT '{}'::jsonb,
     status_reason   text,
-    atomic_event_id uuid        NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
+    atomic_event_id uuid        NOT NULL DEFAULT @extschema@.bidguard_uuid_v7(),
     -- no default: the trigger stamps the server clock once the bot's lock is held
     created_at      timestamptz NOT NULL,
     filled_at       timestamptz,

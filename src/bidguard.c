@@ -149,7 +149,7 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		"INSERT INTO %1$s.bidguard_events"
 		" (event_id, occurred_at, kind, bid_id, trade_id, bot_id,"
 		"  marketplace_id, posting_id, old_status, new_status, detail)"
-		" VALUES (COALESCE($1, pg_catalog.gen_random_uuid()),"
+		" VALUES (COALESCE($1, %1$s.bidguard_uuid_v7()),"
 		"  COALESCE($2, pg_catalog.clock_timestamp()),"
 		"  $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 		" ON CONFLICT (event_id) DO NOTHING",

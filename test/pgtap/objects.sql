@@ -9,7 +9,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS bidguard;
 
-SELECT plan(86);
+SELECT plan(93);
 
 -- The extension's schema, for the schema-qualified assertions below.
 SELECT n.nspname AS bg_schema
@@ -234,6 +234,29 @@ SELECT is(bidguard_lock_key(repeat('n', 300), repeat('k', 5000)),
 SELECT is(bidguard_lock_key(NULL, 'k'), NULL, 'bidguard_lock_key(NULL, key) is NULL');
 SELECT volatility_is(:'bg_schema', 'bidguard_lock_key', ARRAY['text', 'text'], 'immutable',
                      'bidguard_lock_key is immutable');
+
+--
+-- Ids: every atomic_event_id and event_id defaults to bidguard_uuid_v7().
+--
+SELECT has_function(:'bg_schema', 'bidguard_uuid_v7', ARRAY[]::text[],
+                    'bidguard_uuid_v7() exists');
+SELECT function_returns(:'bg_schema', 'bidguard_uuid_v7', ARRAY[]::text[], 'uuid',
+                        'bidguard_uuid_v7() returns uuid');
+SELECT volatility_is(:'bg_schema', 'bidguard_uuid_v7', ARRAY[]::text[], 'volatile',
+                     'bidguard_uuid_v7 is volatile');
+SELECT ok(pg_get_expr(d.adbin, d.adrelid) ~ '^(\S+\.)?bidguard_uuid_v7\(\)$'
+          AND EXISTS (SELECT 1 FROM pg_depend AS dep
+                       WHERE dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid
+                         AND dep.refclassid = 'pg_proc'::regclass
+                         AND dep.refobjid = format('%I.bidguard_uuid_v7()', :'bg_schema')::regprocedure),
+          format('%s.%s defaults to bidguard_uuid_v7()', c.relname, a.attname))
+  FROM (VALUES ('bidguard_bids', 'atomic_event_id'), ('bidguard_trades', 'atomic_event_id'),
+               ('bidguard_events', 'event_id')) AS v(rel, col)
+  JOIN pg_class AS c ON c.relname = v.rel AND c.relnamespace = :'bg_schema'::regnamespace
+  JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attname = v.col
+  JOIN pg_attrdef AS d ON d.adrelid = c.oid AND d.adnum = a.attnum
+ ORDER BY v.rel;
+SELECT is(substr(bidguard_uuid_v7()::text, 15, 1), '7', 'bidguard_uuid_v7() makes version-7 ids');
 
 SELECT * FROM finish();
 ROLLBACK;
