@@ -63,6 +63,18 @@ verdict() { # VALUE OP TARGET
 		echo "| throughput at 10M rows ≥ 0.8× at 10k | – | not measured (run bench/scale.sh) |"
 	fi
 	echo
+	echo "The targets' PL/pgSQL peers (\`plpgsql\`) write one row and nothing else. For"
+	echo "reference, \`plpgsql_audited\` is PL/pgSQL that also keeps what bidguard keeps"
+	echo "besides the guard: the same CHECKs, keys and foreign keys, and an audit event"
+	echo "per change in the same transaction (bench/peers.sql (c)); it is not a target."
+	echo
+	echo "| workload | bidguard ÷ plpgsql_audited, synchronous_commit = off | = on |"
+	echo "|---|---|---|"
+	for w in bids_hot bids_cold trades_10 trades_10k; do
+		r=$(ratio off "$w" plpgsql_audited) r2=$(ratio on "$w" plpgsql_audited)
+		if [ -n "$r$r2" ]; then echo "| $w | ${r:-–}× | ${r2:-–}× |"; fi
+	done
+	echo
 	echo "![bidguard's throughput divided by each alternative's](results.png)"
 } >"$md"
 

@@ -4,5 +4,6 @@
 -- check-then-insert peer (bidguard's and PL/pgSQL's alike) sequential scans
 -- until the next ANALYZE.  The checkpoint makes every run start alike.
 TRUNCATE bidguard_bids, bidguard_trades, bidguard_events,
-         peer_excl_trades, peer_plpgsql_trades, peer_plpgsql_bids;
+         peer_excl_trades, peer_plpgsql_trades, peer_plpgsql_bids,
+         peer_audited_bids, peer_audited_trades, peer_audit_events;
 CHECKPOINT;

@@ -14,10 +14,13 @@
 #   bids_cold    a bid for one of 1,000,000 postings (mostly inserts)
 #                  bidguard_create_bid | INSERT ... ON CONFLICT DO NOTHING |
 #                  PL/pgSQL (advisory xact lock, check, insert) |
+#                  PL/pgSQL that also keeps bidguard's row rules and audit
+#                    event (bench/peers.sql (c); for reference) |
 #                  Redis lock (SET NX PX, check, insert, Lua release: bench/redis_peer)
 #   trades_10    a trade for one of 10 bots, cooldown 1 s (mostly refused)
 #   trades_10k   a trade for one of 10,000 bots (mostly admitted)
-#                  bidguard_try_trade | exclusion constraint | PL/pgSQL | Redis lock
+#                  bidguard_try_trade | exclusion constraint | PL/pgSQL |
+#                  PL/pgSQL with rules and audit event | Redis lock
 #   guarded_insert  a plain INSERT into an application table guarded with
 #                  bidguard_guard_cooldown | the same table unguarded |
 #                  the same table with the guard's index but no trigger
@@ -61,8 +64,8 @@ printf 'sync\tworkload\talternative\tmedian_tps\tmin_tps\tmax_tps\tbidguard_rati
 #   pgbench:SCRIPT  or  redis:bids|trades
 alternatives() {
 	case $1 in
-		bids_*) echo "bidguard=pgbench:bench/create_bid.pgbench on_conflict=pgbench:bench/on_conflict.pgbench plpgsql=pgbench:bench/plpgsql_bid.pgbench redis_lock=redis:bids" ;;
-		trades_*) echo "bidguard=pgbench:bench/try_trade.pgbench exclusion=pgbench:bench/exclusion.pgbench plpgsql=pgbench:bench/plpgsql_trade.pgbench redis_lock=redis:trades" ;;
+		bids_*) echo "bidguard=pgbench:bench/create_bid.pgbench on_conflict=pgbench:bench/on_conflict.pgbench plpgsql=pgbench:bench/plpgsql_bid.pgbench plpgsql_audited=pgbench:bench/audited_bid.pgbench redis_lock=redis:bids" ;;
+		trades_*) echo "bidguard=pgbench:bench/try_trade.pgbench exclusion=pgbench:bench/exclusion.pgbench plpgsql=pgbench:bench/plpgsql_trade.pgbench plpgsql_audited=pgbench:bench/audited_trade.pgbench redis_lock=redis:trades" ;;
 		guarded_insert) echo "bidguard=pgbench:bench/insert_guarded.pgbench unguarded=pgbench:bench/insert_plain.pgbench same_index_no_trigger=pgbench:bench/insert_indexed.pgbench" ;;
 		*) echo "bench: unknown workload $1" >&2; exit 2 ;;
 	esac
