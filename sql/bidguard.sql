@@ -13,11 +13,13 @@
 -- Ids: time-ordered UUIDs (RFC 9562 version 7), so that the unique indexes
 -- on atomic_event_id and event_id take their inserts on their rightmost
 -- pages instead of on a random page of an index that may not fit in memory.
+-- Parallel restricted: the order is kept per backend process, so ids are
+-- made by the session's own backend, never by a parallel worker.
 --
 CREATE FUNCTION @extschema@.bidguard_uuid_v7()
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'bidguard_uuid_v7'
-LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION @extschema@.bidguard_uuid_v7() IS
     'a time-ordered UUID (version 7): the default of every atomic_event_id and event_id';
@@ -559,7 +561,7 @@ CREATE FUNCTION @extschema@.bidguard_stats(
     OUT stats_reset timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'bidguard_stats'
-LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 
 CREATE VIEW @extschema@.bidguard_stats AS
 SELECT bids_created, bids_deduplicated, bids_withdrawn, transitions_rejected,
@@ -575,7 +577,7 @@ CREATE FUNCTION @extschema@.bidguard_lock_wait_histogram(
     OUT le_ms double precision, OUT count bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'bidguard_lock_wait_histogram'
-LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 
 CREATE VIEW @extschema@.bidguard_lock_wait_histogram AS
 SELECT le_ms, count FROM @extschema@.bidguard_lock_wait_histogram();
@@ -586,7 +588,7 @@ COMMENT ON VIEW @extschema@.bidguard_lock_wait_histogram IS
 CREATE FUNCTION @extschema@.bidguard_stats_reset()
 RETURNS void
 AS 'MODULE_PATHNAME', 'bidguard_stats_reset'
-LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 
 REVOKE ALL ON FUNCTION @extschema@.bidguard_stats_reset() FROM PUBLIC;
 

@@ -48,6 +48,6 @@ INSERT INTO bidguard_bids (marketplace_id, posting_id, atomic_event_id)
 VALUES ('ids', 'p3', '00000000-0000-4000-8000-000000000001');
 SELECT kind FROM bidguard_events WHERE event_id = '00000000-0000-4000-8000-000000000001';
 
--- it is an ordinary function: volatile, parallel safe, executable by anyone
+-- volatile, parallel restricted (the order is per backend process), executable by anyone
 SELECT provolatile, proparallel, has_function_privilege('public', p.oid, 'EXECUTE') AS public_may_call
   FROM pg_proc AS p WHERE p.oid = 'bidguard_uuid_v7()'::regprocedure;
