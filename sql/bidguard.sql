@@ -561,7 +561,7 @@ CREATE FUNCTION @extschema@.bidguard_stats(
     OUT stats_reset timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'bidguard_stats'
-LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
 CREATE VIEW @extschema@.bidguard_stats AS
 SELECT bids_created, bids_deduplicated, bids_withdrawn, transitions_rejected,
@@ -577,7 +577,7 @@ CREATE FUNCTION @extschema@.bidguard_lock_wait_histogram(
     OUT le_ms double precision, OUT count bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'bidguard_lock_wait_histogram'
-LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
 CREATE VIEW @extschema@.bidguard_lock_wait_histogram AS
 SELECT le_ms, count FROM @extschema@.bidguard_lock_wait_histogram();
@@ -588,7 +588,7 @@ COMMENT ON VIEW @extschema@.bidguard_lock_wait_histogram IS
 CREATE FUNCTION @extschema@.bidguard_stats_reset()
 RETURNS void
 AS 'MODULE_PATHNAME', 'bidguard_stats_reset'
-LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
 REVOKE ALL ON FUNCTION @extschema@.bidguard_stats_reset() FROM PUBLIC;
 
