@@ -396,13 +396,22 @@ AS $fn$
 DECLARE
     keys text;
 BEGIN
+    -- the same messages and SQLSTATEs as bidguard_guard_unique_active
     IF tbl IS NULL OR key_columns IS NULL OR status_column IS NULL OR active_statuses IS NULL THEN
-        RAISE EXCEPTION 'bidguard_duplicate_active: no argument may be NULL'
+        RAISE EXCEPTION '% must not be null',
+            CASE WHEN tbl IS NULL THEN 'tbl' WHEN key_columns IS NULL THEN 'key_columns'
+                 WHEN status_column IS NULL THEN 'status_column' ELSE 'active_statuses' END
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF cardinality(key_columns) = 0 OR cardinality(active_statuses) = 0 THEN
-        RAISE EXCEPTION 'key_columns and active_statuses must not be empty'
+        RAISE EXCEPTION '% must not be empty',
+            CASE WHEN cardinality(key_columns) = 0 THEN 'key_columns' ELSE 'active_statuses' END
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF array_position(key_columns, NULL) IS NOT NULL OR array_position(active_statuses, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION '% must not contain NULL',
+            CASE WHEN array_position(key_columns, NULL) IS NOT NULL THEN 'key_columns' ELSE 'active_statuses' END
+            USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT string_agg(format('%I', c), ', ' ORDER BY n) INTO keys
       FROM unnest(key_columns) WITH ORDINALITY AS u(c, n);
@@ -435,7 +444,9 @@ DECLARE
     f_expr text;
 BEGIN
     IF tbl IS NULL OR key_column IS NULL OR time_column IS NULL OR cooldown IS NULL THEN
-        RAISE EXCEPTION 'bidguard_cooldown_violations: only fill_column may be NULL'
+        RAISE EXCEPTION '% must not be null',
+            CASE WHEN tbl IS NULL THEN 'tbl' WHEN key_column IS NULL THEN 'key_column'
+                 WHEN time_column IS NULL THEN 'time_column' ELSE 'cooldown' END
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF cooldown < interval '0' THEN
