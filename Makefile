@@ -19,7 +19,7 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 # (sql/bidguard--A--B.sql) are installed as they are.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
-EXTRA_CLEAN = $(DATA_built)
+EXTRA_CLEAN = $(DATA_built) $(PG_BUILD_STAMP)
 
 # pg_regress and isolation suites are discovered by wildcard (pgvector's way).
 # They are run by scripts/run-tests.sh against a throwaway cluster, so that
@@ -40,6 +40,17 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 $(OBJS): $(wildcard src/*.h)
+
+# The objects belong to the server they were compiled for.  The stamp names
+# it, and changes when PG_CONFIG names another one, so that switching servers
+# rebuilds them instead of linking one major's objects into another's module.
+PG_BUILD_STAMP = .pg-build-stamp
+PG_BUILD_ID := $(shell $(PG_CONFIG) --version 2>/dev/null) $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+$(PG_BUILD_STAMP): FORCE
+	@echo '$(PG_BUILD_ID)' | cmp -s - $@ || echo '$(PG_BUILD_ID)' >$@
+$(OBJS): $(PG_BUILD_STAMP)
+.PHONY: FORCE
+FORCE:
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
