@@ -71,11 +71,7 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("bidguard");
-#else
-	EmitWarningsOnPlaceholders("bidguard");
-#endif
 
 	/* Shared-memory statistics only when preloaded; all else works anyway. */
 	if (process_shared_preload_libraries_in_progress)
@@ -651,33 +647,6 @@ bidguard_arg_object(FunctionCallInfo fcinfo, int argno, const char *argname)
 	}
 	return jb;
 }
-
-#if PG_VERSION_NUM < 150000
-/* PostgreSQL 13 and 14 lack InitMaterializedSRF(); this is its essence. */
-void
-InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext oldcontext;
-	TupleDesc	tupdesc;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("materialize mode required, but it is not allowed in this context")));
-	oldcontext = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(oldcontext);
-}
-#endif
 
 /*
  * bidguard_return_row

@@ -19,6 +19,7 @@
 #define BIDGUARD_H
 
 #include "fmgr.h"
+#include "compat.h"
 #include "access/htup.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -129,7 +130,7 @@ extern void bidguard_return_row(FunctionCallInfo fcinfo, Datum *values,
 extern TimestampTz bidguard_now(void);
 extern void bidguard_spi_check(int rc, int expected, const char *what);
 extern int	bidguard_column(Relation rel, const char *name);
-extern void bidguard_trigger_misuse(const char *function, const char *how) pg_attribute_noreturn();
+extern pg_noreturn void bidguard_trigger_misuse(const char *function, const char *how);
 extern bool bidguard_event_on_record(Oid nspid, BidguardPlanId id, Datum *values);
 extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
 									 int *save_sec_context);
@@ -139,10 +140,6 @@ extern bool bidguard_track_stats;
 extern void bidguard_stats_init(void);
 extern void bidguard_count(BidguardStat stat);
 extern void bidguard_count_wait(int64 us, bool obtained);
-
-#if PG_VERSION_NUM < 150000
-extern void InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags);
-#endif
 
 /* locks.c */
 extern uint64 bidguard_hash_key(const char *ns, int nslen,
@@ -177,9 +174,9 @@ struct CooldownGuard
 	 */
 	Interval   *(*decide) (CooldownGuard *g, Datum key, TimestampTz at,
 							HeapTuple self, Interval **cooldown);
-	/* raise 23P01 */
+	/* raise 23P01 (does not return) */
 	void		(*violation) (CooldownGuard *g, Datum key, TimestampTz at,
-							  Interval *cooldown, Interval *retry) pg_attribute_noreturn();
+							  Interval *cooldown, Interval *retry);
 	/* raise unless filled_at lies in [created_at, now] */
 	void		(*check_fill) (CooldownGuard *g, HeapTuple tuple, TimestampTz created_at,
 							   TimestampTz filled_at, TimestampTz now);

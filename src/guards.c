@@ -325,6 +325,7 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 			{
 				bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
 				g->violation(g, key, effective, cooldown, retry);
+				pg_unreachable();
 			}
 			*admitted_under = MemoryContextAlloc(callcxt, sizeof(Interval));
 			memcpy(*admitted_under, cooldown, sizeof(Interval));
@@ -740,8 +741,8 @@ guard_row_subject(void *arg)
 	return psprintf("A row of key %s", guard_key_text(subject->e, subject->key));
 }
 
-static void guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
-							Interval *cooldown, Interval *retry) pg_attribute_noreturn();
+static pg_noreturn void guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
+							Interval *cooldown, Interval *retry);
 
 /*
  * guard_index_latest
@@ -765,7 +766,7 @@ guard_index_latest(GuardEntry *e, Relation rel, Datum key, TimestampTz lo, Times
 						   InvalidOid, F_TIMESTAMPTZ_GT, TimestampTzGetDatum(lo));
 	ScanKeyEntryInitialize(&sk[2], 0, 2, BTLessStrategyNumber, InvalidOid,
 						   InvalidOid, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(hi));
-	scan = index_beginscan(rel, idx, snap, 3, 0);
+	scan = bidguard_index_beginscan(rel, idx, snap, 3, 0);
 	index_rescan(scan, sk, 3, NULL, 0);
 	while (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
@@ -995,7 +996,7 @@ guard_open_table(Oid relid, LOCKMODE mode, const char *action)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
 					   get_rel_name(relid));
 	rel = table_open(relid, mode);
@@ -1006,7 +1007,7 @@ guard_open_table(Oid relid, LOCKMODE mode, const char *action)
 				 errmsg("cannot %s \"%s\"", action, RelationGetRelationName(rel)),
 				 errdetail("Only ordinary tables can be guarded; \"%s\" is not one.",
 						   RelationGetRelationName(rel))));
-	if (!pg_class_ownercheck(relid, GetUserId()))
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, RelationGetRelationName(rel));
 	return rel;
 }

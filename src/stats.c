@@ -55,9 +55,7 @@ static BidguardSharedStats *shared_stats = NULL;
 /* bidguard.track_stats: count, or not (for measuring the cost of counting) */
 bool		bidguard_track_stats = true;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void
@@ -74,7 +72,6 @@ stats_reset_all(BidguardSharedStats *s)
 	pg_atomic_write_u64(&s->reset_at, (uint64) GetCurrentTimestamp());
 }
 
-#if PG_VERSION_NUM >= 150000
 static void
 stats_shmem_request(void)
 {
@@ -82,7 +79,6 @@ stats_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(BidguardSharedStats)));
 }
-#endif
 
 static void
 stats_shmem_startup(void)
@@ -116,12 +112,8 @@ stats_shmem_startup(void)
 void
 bidguard_stats_init(void)
 {
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = stats_shmem_request;
-#else
-	RequestAddinShmemSpace(MAXALIGN(sizeof(BidguardSharedStats)));
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = stats_shmem_startup;
 }

@@ -159,7 +159,7 @@ trade_read_cooldown(TradeRels *r, int64 bot_id, Snapshot snap, Interval *cooldow
 	bool		found;
 
 	ScanKeyInit(&sk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(bot_id));
-	scan = index_beginscan(r->bots, r->bots_pkey, snap, 1, 0);
+	scan = bidguard_index_beginscan(r->bots, r->bots_pkey, snap, 1, 0);
 	index_rescan(scan, &sk, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
@@ -190,7 +190,7 @@ trade_read_latest(TradeRels *r, int64 bot_id, TimestampTz lo, TimestampTz hi,
 	ScanKeyInit(&sk[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(bot_id));
 	ScanKeyInit(&sk[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT, TimestampTzGetDatum(lo));
 	ScanKeyInit(&sk[2], 2, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(hi));
-	scan = index_beginscan(r->trades, r->cooldown_idx, snap, 3, 0);
+	scan = bidguard_index_beginscan(r->trades, r->cooldown_idx, snap, 3, 0);
 	index_rescan(scan, sk, 3, NULL, 0);
 	while (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
@@ -690,8 +690,8 @@ typedef struct TradesGuard
 	bool		has_trade_id;
 } TradesGuard;
 
-static void trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
-								   Interval *cooldown, Interval *retry) pg_attribute_noreturn();
+static pg_noreturn void trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
+								   Interval *cooldown, Interval *retry);
 
 static void
 trades_guard_lock(CooldownGuard *g, Datum key)

@@ -1,0 +1,77 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  The one place where bidguard knows which PostgreSQL major it is built
+ *	  against.
+ *
+ * bidguard supports PostgreSQL 15 to 18.  Every PG_VERSION_NUM test lives
+ * here, as Citus keeps its in pg_version_compat.h: the feature files are
+ * written against the newest API, and the older majors get that API from the
+ * definitions below.  A major outside the range stops the build with one
+ * message instead of a wall of compiler errors.
+ *
+ * Differences handled:
+ *	- pg_noreturn (18) replaced pg_attribute_noreturn(); it goes before the
+ *	  declaration and cannot mark a function pointer.
+ *	- index_beginscan() takes an IndexScanInstrumentation pointer (18).
+ *	- object_ownercheck() (16) replaced pg_class_ownercheck().
+ *	- intervals may be infinite (17): INTERVAL_NOT_FINITE() is false before.
+ *
+ * Locks: none.
+ *
+ * src/compat.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BIDGUARD_COMPAT_H
+#define BIDGUARD_COMPAT_H
+
+#include "access/genam.h"
+#include "catalog/pg_class.h"
+#include "utils/acl.h"
+#include "utils/timestamp.h"
+
+#define BIDGUARD_PG_MIN_VERSION_NUM 150000
+#define BIDGUARD_PG_MAX_MAJOR 18
+
+#if PG_VERSION_NUM < BIDGUARD_PG_MIN_VERSION_NUM || PG_VERSION_NUM >= (BIDGUARD_PG_MAX_MAJOR + 1) * 10000
+#error "bidguard supports PostgreSQL 15, 16, 17 and 18 (this server is " PG_VERSION "); see README.md, Supported versions"
+#endif
+
+/* Function specifier for functions that do not return: before the declaration. */
+#if PG_VERSION_NUM < 180000
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define pg_noreturn _Noreturn
+#elif defined(__GNUC__)
+#define pg_noreturn __attribute__((noreturn))
+#else
+#define pg_noreturn
+#endif
+#endif
+
+/* index_beginscan() without instrumentation. */
+#if PG_VERSION_NUM >= 180000
+#define bidguard_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
+#else
+#define bidguard_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
+#endif
+
+/* object_ownercheck() for relations, the only class bidguard asks about. */
+#if PG_VERSION_NUM < 160000
+static inline bool
+object_ownercheck(Oid classid, Oid objectid, Oid roleid)
+{
+	if (classid != RelationRelationId)
+		elog(ERROR, "bidguard: object_ownercheck for class %u is not provided", classid);
+	return pg_class_ownercheck(objectid, roleid);
+}
+#endif
+
+/* Infinite intervals exist from PostgreSQL 17 on. */
+#ifndef INTERVAL_NOT_FINITE
+#define INTERVAL_NOT_FINITE(i) false
+#endif
+
+#endif							/* BIDGUARD_COMPAT_H */
