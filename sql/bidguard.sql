@@ -205,8 +205,10 @@ CREATE TABLE @extschema@.bidguard_bots (
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     CONSTRAINT bidguard_bots_pkey PRIMARY KEY (bot_id),
+    -- finite: intervals can be infinite from PostgreSQL 17 on
     CONSTRAINT bidguard_bots_cooldown_check
-        CHECK (cooldown OPERATOR(pg_catalog.>=) '0'::pg_catalog.interval)
+        CHECK (cooldown OPERATOR(pg_catalog.>=) '0'::pg_catalog.interval
+               AND pg_catalog.isfinite(cooldown))
 );
 
 COMMENT ON TABLE @extschema@.bidguard_bots IS

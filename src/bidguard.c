@@ -596,10 +596,37 @@ bidguard_interval_text(Interval *iv)
 }
 
 /*
+ * bidguard_check_cooldown
+ *		A cooldown argument: not negative and finite (22023).  Intervals can
+ *		be infinite from PostgreSQL 17 on; an infinite cooldown would make a
+ *		bot's first trade its last and every retry_after infinite, which is
+ *		not a cooldown.
+ */
+void
+bidguard_check_cooldown(Interval *cooldown, const char *argname)
+{
+	static const Interval zero = {0, 0, 0};
+
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(cooldown),
+										  IntervalPGetDatum(&zero))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", argname),
+				 errdetail("The %s given is %s.", argname, bidguard_interval_text(cooldown))));
+	if (INTERVAL_NOT_FINITE(cooldown))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be finite", argname),
+				 errdetail("The %s given is %s.", argname, bidguard_interval_text(cooldown))));
+}
+
+/*
  * bidguard_arg_wait_ms
- *		A "wait" argument in milliseconds: not negative (22023); months count
- *		as 30 days, as in interval comparison; rounded up, so that a positive
- *		wait is never 0 (which means "do not wait"); capped at INT_MAX.
+ *		A "wait" argument in milliseconds: not negative and finite (22023;
+ *		NULL, not 'infinity', is how a caller asks to wait as long as
+ *		lock_timeout allows); months count as 30 days, as in interval
+ *		comparison; rounded up, so that a positive wait is never 0 (which
+ *		means "do not wait"); capped at INT_MAX.
  */
 int
 bidguard_arg_wait_ms(Interval *wait)
@@ -613,6 +640,12 @@ bidguard_arg_wait_ms(Interval *wait)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wait must not be negative"),
 				 errdetail("The wait given is %s.", bidguard_interval_text(wait))));
+	if (INTERVAL_NOT_FINITE(wait))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait must be finite"),
+				 errdetail("The wait given is %s.", bidguard_interval_text(wait)),
+				 errhint("Pass NULL to wait as long as lock_timeout allows.")));
 	if (usecs == 0)
 		return 0;
 	if (usecs >= (double) INT_MAX * 1000.0)

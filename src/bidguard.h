@@ -121,6 +121,7 @@ extern text *bidguard_arg_id(FunctionCallInfo fcinfo, int argno,
 							 const char *argname);
 extern char *bidguard_interval_text(Interval *iv);
 extern int	bidguard_arg_wait_ms(Interval *wait);
+extern void bidguard_check_cooldown(Interval *cooldown, const char *argname);
 extern Jsonb *bidguard_arg_object(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);
 extern void bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno,

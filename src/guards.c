@@ -639,6 +639,8 @@ guard_entry(Relation rel, Trigger *trigger)
 													 CStringGetDatum(trigger->tgargs[0]),
 													 ObjectIdGetDatum(InvalidOid),
 													 Int32GetDatum(-1)));
+	/* a trigger made by hand, not by bidguard_guard_cooldown() */
+	bidguard_check_cooldown(cooldown, "cooldown");
 	e->relid = RelationGetRelid(rel);
 	e->nspid = RelationGetNamespace(rel);
 	namestrcpy(&e->relname, RelationGetRelationName(rel));
@@ -1202,7 +1204,6 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 	char	   *relname;
 	Oid			relnsp;
 	char	   *nspname;
-	static const Interval zero = {0, 0, 0};
 
 	bidguard_arg_not_null(fcinfo, 0, "tbl");
 	bidguard_arg_not_null(fcinfo, 1, "key_column");
@@ -1214,11 +1215,7 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 	cooldown = PG_GETARG_INTERVAL_P(3);
 	if (!PG_ARGISNULL(4))
 		fill_column = PG_GETARG_NAME(4);
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(cooldown),
-										  IntervalPGetDatum(&zero))) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cooldown must not be negative")));
+	bidguard_check_cooldown(cooldown, "cooldown");
 	bidguard_check_writable("bidguard_guard_cooldown()");
 
 	rel = guard_open_table(relid, ShareRowExclusiveLock, "guard");

@@ -87,16 +87,6 @@ typedef struct TradeAdmission
 
 static TradeAdmission admission = {false, 0, 0};
 
-static bool
-interval_is_negative(Interval *iv)
-{
-	static const Interval zero = {0, 0, 0};
-
-	return DatumGetInt32(DirectFunctionCall2(interval_cmp,
-											 IntervalPGetDatum(iv),
-											 IntervalPGetDatum(&zero))) < 0;
-}
-
 static void
 raise_unknown_bot(int64 bot_id, Relation rel)
 {
@@ -333,11 +323,7 @@ bidguard_set_cooldown(PG_FUNCTION_ARGS)
 	bidguard_arg_not_null(fcinfo, 1, "cooldown");
 	bot_id = PG_GETARG_INT64(0);
 	cooldown = PG_GETARG_INTERVAL_P(1);
-	if (interval_is_negative(cooldown))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cooldown must not be negative"),
-				 errdetail("The cooldown given is %s.", bidguard_interval_text(cooldown))));
+	bidguard_check_cooldown(cooldown, "cooldown");
 
 	bidguard_check_writable("bidguard_set_cooldown()");
 
