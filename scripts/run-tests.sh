@@ -372,18 +372,23 @@ run_pg_regress_phase() { # PHASE DRIVER MAKEVAR_OPTS DEFAULT_DB TIMEOUT
     SHOW=1 run_logged "$log" "$WORK" "$secs" "$driver" --inputdir=. --bindir="$BINDIR" \
         "${opts[@]}" --outputdir="$out" --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" \
         "${tests[@]}" || rc=$?
-    # PG 15: "test NAME ... ok|FAILED|failed (ignored)  N ms"; parallel groups
-    # indent the name instead of "test".
+    # Two formats.  PG 15: "test NAME ... ok|FAILED|failed (ignored)  N ms", a
+    # parallel group indenting the name instead of "test".  PG 16 on (TAP):
+    # "ok N - NAME  N ms" and "not ok N - NAME  N ms", "+" for a parallel group.
     local pass fail
-    pass="$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +ok( |$)' "$log" || true)"
-    fail="$(grep -cE '^(test +| +)[^ ]+ +\.\.\. +(FAILED|failed)' "$log" || true)"
+    local ok_re='^((test +| +)[^ ]+ +\.\.\. +ok( |$)|ok +[0-9]+ +[-+] +[^ ]+)'
+    local fail_re='^((test +| +)[^ ]+ +\.\.\. +(FAILED|failed)|not ok +[0-9]+ +[-+] +[^ ]+)'
+    pass="$(grep -cE "$ok_re" "$log" || true)"
+    fail="$(grep -cE "$fail_re" "$log" || true)"
     while read -r n; do
         FAILED_NAMES+=("$p/$n")
-    done < <(grep -E '^(test +| +)[^ ]+ +\.\.\. +(FAILED|failed)' "$log" | sed -E 's/^(test +| +)([^ ]+).*/\2/')
+    done < <(grep -E "$fail_re" "$log" |
+        sed -E 's/^(test +| +)([^ ]+) +\.\.\..*/\2/; s/^not ok +[0-9]+ +[-+] +([^ ]+).*/\1/')
     # Tests the driver never reported on (it could not connect, create the
-    # database or load the extension, it crashed, or it timed out) failed too.
+    # database or load the extension, it crashed, it timed out, or it printed a
+    # format this script does not know) failed too: never a silent pass.
     local unreported=$(( ${#tests[@]} - pass - fail ))
-    if [ "$rc" -ne 0 ] && { [ "$unreported" -gt 0 ] || [ "$fail" -eq 0 ]; }; then
+    if [ "$unreported" -gt 0 ] || { [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; }; then
         [ "$unreported" -gt 0 ] || unreported=1
         fail=$((fail + unreported))
         FAILED_NAMES+=("$p($unreported not reported; $(basename "$driver") exit $rc)")

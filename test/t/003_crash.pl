@@ -295,8 +295,11 @@ kill 'KILL', $victim;
 finish_load($load, 'kill9');
 $node->poll_query_until('postgres', 'SELECT 1', '1')
   or die 'the server did not come back after the crash';
+# PostgreSQL 15 to 17 say "server process (PID n)", 18 names the process
+# type: "client backend (PID n)".
 ok( $node->log_contains(
-		qr/server process \(PID $victim\) was terminated by signal 9/, $log_offset),
+		qr/(?:server process|client backend) \(PID $victim\) was terminated by signal 9/,
+		$log_offset),
 	'the postmaster saw the backend die of SIGKILL');
 ok($node->log_contains(qr/all server processes terminated; reinitializing/, $log_offset),
 	'the postmaster reinitialized');
