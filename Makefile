@@ -1,13 +1,25 @@
 # bidguard/Makefile — PGXS build, plus the project's test and demo entry points.
 #
 #   make && make install     build and install into the server that PG_CONFIG names
+#                            (PG=18: the server of that major, see below)
 #   make test                install what is missing, build, install, and run every suite
-#                            against a throwaway cluster (scripts/run-tests.sh)
+#                            against a throwaway cluster (scripts/run-tests.sh); with
+#                            PG=18, on PostgreSQL 18, built from Debian's source package
+#                            into a cache outside the clone when this machine lacks it
+#   make test-matrix         make test on every major CI tests (PG_MATRIX, "15 18")
 #   make demo                the same set-up, then the races with and without bidguard
 #   make bench               bidguard against the alternatives, on this machine, with
 #                            results in bench/results/ (bench/run.sh; BENCH_* settings)
 
+# PG=MAJOR chooses the server by major version (scripts/pg-config.sh): Debian's
+# package where this Debian release has that major, else the build
+# scripts/build-postgres.sh makes.  PG_CONFIG=/path/to/pg_config, when given
+# too, wins.
+ifdef PG
+PG_CONFIG := $(shell bash $(dir $(lastword $(MAKEFILE_LIST)))scripts/pg-config.sh $(PG))
+endif
 PG_CONFIG ?= pg_config
+PG_MATRIX ?= 15 18
 
 EXTENSION = bidguard
 EXTVERSION = 1.0
@@ -45,8 +57,17 @@ $(OBJS): $(wildcard src/*.h)
 # it, and changes when PG_CONFIG names another one, so that switching servers
 # rebuilds them instead of linking one major's objects into another's module.
 PG_BUILD_STAMP = .pg-build-stamp
+# Its recipe also refuses an unsupported major before anything is compiled
+# (src/compat.h has the same range in an #error for other build systems).
+PG_SUPPORTED_MAJORS = 15 16 17 18
 PG_BUILD_ID := $(shell $(PG_CONFIG) --version 2>/dev/null) $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+PG_MAJOR := $(shell $(PG_CONFIG) --version 2>/dev/null | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 $(PG_BUILD_STAMP): FORCE
+	@if [ -z "$(filter $(PG_SUPPORTED_MAJORS),$(PG_MAJOR))" ]; then \
+		echo "bidguard supports PostgreSQL 15, 16, 17 and 18; $(PG_CONFIG) is $(or $(shell $(PG_CONFIG) --version 2>/dev/null),not found)" >&2; \
+		echo "choose another server with PG_CONFIG=/path/to/pg_config (see README.md, Supported versions)" >&2; \
+		exit 1; \
+	fi
 	@echo '$(PG_BUILD_ID)' | cmp -s - $@ || echo '$(PG_BUILD_ID)' >$@
 $(OBJS): $(PG_BUILD_STAMP)
 .PHONY: FORCE
@@ -55,17 +76,20 @@ FORCE:
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
 
-.PHONY: test demo deps bench
+.PHONY: test test-matrix demo deps bench
 
 # make test TEST_ARGS="regress isolation" runs a subset; see scripts/run-tests.sh.
 deps:
 	@bash scripts/deps.sh
 
 test:
-	@bash scripts/run-tests.sh $(TEST_ARGS)
+	@$(if $(PG),PG='$(PG)' )PG_CONFIG='$(PG_CONFIG)' bash scripts/run-tests.sh $(TEST_ARGS)
+
+test-matrix:
+	@bash scripts/test-matrix.sh $(PG_MATRIX)
 
 demo:
-	@bash scripts/demo.sh $(DEMO_ARGS)
+	@PG_CONFIG='$(PG_CONFIG)' bash scripts/demo.sh $(DEMO_ARGS)
 
 bench:
 	@bash bench/run.sh

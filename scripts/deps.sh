@@ -9,7 +9,13 @@
 #                                   (e.g. scripts/demo.sh asking for what it uses)
 #
 # When everything is present it does nothing and is fast: no apt-get update, no
-# network.  Packages (Debian 12 / PostgreSQL 15 names; PG_MAJOR overrides 15):
+# network.  The server is Debian's (PG_CONFIG under /usr/lib/postgresql or
+# /usr/bin, or not installed yet): then its packages are required, for PG_MAJOR.
+# Or it is another installation, such as scripts/build-postgres.sh's: then the
+# packages below that are not PostgreSQL's, and that installation must have
+# PGXS, pg_regress, pg_isolation_regress, the PostgreSQL::Test modules, pgTAP,
+# btree_gist and dblink (scripts/build-postgres.sh MAJOR builds all of them).
+# Packages (Debian 12 / PostgreSQL 15 names; PG_MAJOR overrides 15):
 #   build-essential                 gcc, make (PGXS build)
 #   postgresql-$PG_MAJOR            server, initdb, pg_ctl, pgbench, contrib modules
 #   postgresql-client-$PG_MAJOR     psql
@@ -50,12 +56,24 @@ for arg in "$@"; do
     esac
 done
 
-packages=(
-    build-essential
-    "postgresql-$PG_MAJOR"
-    "postgresql-client-$PG_MAJOR"
-    "postgresql-server-dev-$PG_MAJOR"
-    "postgresql-$PG_MAJOR-pgtap"
+# Debian's server, or one installed elsewhere (a source build)?
+pg_config_path="$(command -v "${PG_CONFIG:-pg_config}" 2>/dev/null || true)"
+debian_server=1
+case "$pg_config_path" in
+    "" | /usr/bin/* | /usr/lib/postgresql/*) ;;
+    *) debian_server=0 ;;
+esac
+
+packages=(build-essential)
+if [ "$debian_server" = 1 ]; then
+    packages+=(
+        "postgresql-$PG_MAJOR"
+        "postgresql-client-$PG_MAJOR"
+        "postgresql-server-dev-$PG_MAJOR"
+        "postgresql-$PG_MAJOR-pgtap"
+    )
+fi
+packages+=(
     libtap-parser-sourcehandler-pgtap-perl
     libipc-run-perl
     prometheus-postgres-exporter
@@ -91,19 +109,44 @@ fi
 # Belt and braces: the files the build and test scripts actually use.  A package
 # can be "installed" yet broken, or a tool missing on an odd system; if so, ask
 # for its package again (apt-get reinstalls nothing that is fine).
-pkgxs_dir="/usr/lib/postgresql/$PG_MAJOR/lib/pgxs"
 need_file() { # FILE PACKAGE
     if [ ! -e "$1" ]; then
         case " ${missing[*]-} " in *" $2 "*) ;; *) missing+=("$2") ;; esac
     fi
 }
-need_file "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" "postgresql-$PG_MAJOR"
-need_file "/usr/lib/postgresql/$PG_MAJOR/bin/psql" "postgresql-client-$PG_MAJOR"
-need_file "$pkgxs_dir/src/makefiles/pgxs.mk" "postgresql-server-dev-$PG_MAJOR"
-need_file "$pkgxs_dir/src/test/regress/pg_regress" "postgresql-server-dev-$PG_MAJOR"
-need_file "$pkgxs_dir/src/test/isolation/pg_isolation_regress" "postgresql-server-dev-$PG_MAJOR"
-need_file "$pkgxs_dir/src/test/perl/PostgreSQL/Test/Cluster.pm" "postgresql-server-dev-$PG_MAJOR"
-need_file "/usr/share/postgresql/$PG_MAJOR/extension/pgtap.control" "postgresql-$PG_MAJOR-pgtap"
+if [ "$debian_server" = 1 ]; then
+    pkgxs_dir="/usr/lib/postgresql/$PG_MAJOR/lib/pgxs"
+    need_file "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" "postgresql-$PG_MAJOR"
+    need_file "/usr/lib/postgresql/$PG_MAJOR/bin/psql" "postgresql-client-$PG_MAJOR"
+    need_file "$pkgxs_dir/src/makefiles/pgxs.mk" "postgresql-server-dev-$PG_MAJOR"
+    need_file "$pkgxs_dir/src/test/regress/pg_regress" "postgresql-server-dev-$PG_MAJOR"
+    need_file "$pkgxs_dir/src/test/isolation/pg_isolation_regress" "postgresql-server-dev-$PG_MAJOR"
+    need_file "$pkgxs_dir/src/test/perl/PostgreSQL/Test/Cluster.pm" "postgresql-server-dev-$PG_MAJOR"
+    need_file "/usr/share/postgresql/$PG_MAJOR/extension/pgtap.control" "postgresql-$PG_MAJOR-pgtap"
+else
+    # Not ours to install: say what is missing and how to get it.
+    pgxs_mk="$("$pg_config_path" --pgxs 2>/dev/null || true)"
+    pkgxs_dir="$(dirname "$(dirname "$(dirname "$pgxs_mk")")")"
+    sharedir="$("$pg_config_path" --sharedir 2>/dev/null || true)"
+    bindir="$("$pg_config_path" --bindir 2>/dev/null || true)"
+    absent=()
+    for f in "$bindir/postgres" "$bindir/psql" "$bindir/pg_ctl" "$bindir/initdb" "$pgxs_mk" \
+        "$pkgxs_dir/src/test/regress/pg_regress" \
+        "$pkgxs_dir/src/test/isolation/pg_isolation_regress" \
+        "$pkgxs_dir/src/test/perl/PostgreSQL/Test/Cluster.pm" \
+        "$sharedir/extension/pgtap.control" "$sharedir/extension/btree_gist.control" \
+        "$sharedir/extension/dblink.control"; do
+        [ -e "$f" ] || absent+=("$f")
+    done
+    if [ "${#absent[@]}" -gt 0 ]; then
+        echo "deps.sh: $pg_config_path is not a Debian package, and it lacks what the tests need:" >&2
+        printf 'deps.sh:   %s\n' "${absent[@]}" >&2
+        echo "deps.sh: build PostgreSQL $PG_MAJOR with all of it: scripts/build-postgres.sh $PG_MAJOR" >&2
+        echo "deps.sh: (configure --enable-tap-tests; install contrib/btree_gist, contrib/dblink," >&2
+        echo "deps.sh: src/test/isolation and pgTAP, e.g. 'make PG_CONFIG=$pg_config_path install' in pgTAP's source)" >&2
+        exit 1
+    fi
+fi
 for tool in gcc make; do
     command -v "$tool" >/dev/null 2>&1 || need_file "/nonexistent/$tool" build-essential
 done

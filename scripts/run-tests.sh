@@ -19,7 +19,19 @@
 # non-zero when anything failed, could not run, or when no test ran at all.
 #
 # Environment:
-#   PG_CONFIG             pg_config of the target server (default: pg_config in PATH)
+#   PG                    the server by major version (make test PG=18): Debian's
+#                         package when this release has that major, else a build of
+#                         Debian's source package in the cache, made when missing
+#                         (scripts/pg-config.sh, scripts/build-postgres.sh)
+#   PG_CONFIG             pg_config of the target server (default: pg_config in PATH;
+#                         with PG too, it must be of that major)
+#   BIDGUARD_UPGRADE_FROM pg_configs (":" between) of the older servers that
+#                         test/t/013_pg_upgrade.pl upgrades from (default, when the
+#                         server under test is newer than 15: Debian's installed 15
+#                         and the oldest other 15 release apt offers, unpacked by
+#                         scripts/extract-postgres.sh; bidguard is built and
+#                         installed into each first); "none": skip
+#   BIDGUARD_REQUIRE_UPGRADE=1   013 fails, rather than skips, without an old server
 #   KEEP_CLUSTER=1        keep the cluster running and its directory (with every
 #                         phase's output, regression.diffs and TAP logs) for debugging
 #   SKIP_DEPS=1           like --no-deps: do not run scripts/deps.sh
@@ -122,6 +134,9 @@ budget_cap() { # SECONDS -> min(SECONDS, what is left), at least 1
 }
 
 section() { printf '\n======== %s ========\n' "$*"; }
+pg_major_of() { # PG_CONFIG -> its major version, or nothing
+    "$1" --version 2>/dev/null | sed -nE 's/^PostgreSQL ([0-9]+).*/\1/p' || true
+}
 note() { echo "run-tests: $*"; }
 
 record() { # PHASE PASS FAIL SECONDS [NOTE]
@@ -167,8 +182,21 @@ setup_failed() { # WHAT
 
 # ---------------------------------------------------------------- build
 section "dependencies and build"
+# PG=MAJOR chooses the server by major; a pg_config that exists is used as given.
+if [ -n "${PG:-}" ]; then
+    if ! [ -x "$(command -v "$PG_CONFIG" 2>/dev/null || true)" ] ||
+        { [ "$PG_CONFIG" = pg_config ] && [ "$(pg_major_of pg_config)" != "$PG" ]; }; then
+        PG_CONFIG="$("$ROOT/scripts/pg-config.sh" --build "$PG")" || setup_failed "server(PostgreSQL $PG)"
+    fi
+    export PG_MAJOR="$PG"
+fi
 if [ "${SKIP_DEPS:-0}" != 1 ]; then
     "$ROOT/scripts/deps.sh" || setup_failed deps
+fi
+PG_MAJOR="$(pg_major_of "$PG_CONFIG")"
+if [ -n "${PG:-}" ] && [ "$PG_MAJOR" != "$PG" ]; then
+    echo "run-tests: PG=$PG, but $PG_CONFIG is PostgreSQL ${PG_MAJOR:-?}" >&2
+    setup_failed "server(PostgreSQL $PG)"
 fi
 BINDIR="$("$PG_CONFIG" --bindir)"
 PKGLIBDIR="$("$PG_CONFIG" --pkglibdir)"

@@ -26,17 +26,15 @@
 #ifndef BIDGUARD_COMPAT_H
 #define BIDGUARD_COMPAT_H
 
+/* The Makefile checks the same range before compiling anything. */
+#if PG_VERSION_NUM < 150000 || PG_VERSION_NUM >= 190000
+#error "bidguard supports PostgreSQL 15, 16, 17 and 18; see README.md, Supported versions"
+#endif
+
 #include "access/genam.h"
 #include "catalog/pg_class.h"
 #include "utils/acl.h"
 #include "utils/timestamp.h"
-
-#define BIDGUARD_PG_MIN_VERSION_NUM 150000
-#define BIDGUARD_PG_MAX_MAJOR 18
-
-#if PG_VERSION_NUM < BIDGUARD_PG_MIN_VERSION_NUM || PG_VERSION_NUM >= (BIDGUARD_PG_MAX_MAJOR + 1) * 10000
-#error "bidguard supports PostgreSQL 15, 16, 17 and 18 (this server is " PG_VERSION "); see README.md, Supported versions"
-#endif
 
 /* Function specifier for functions that do not return: before the declaration. */
 #if PG_VERSION_NUM < 180000
