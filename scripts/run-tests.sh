@@ -497,6 +497,58 @@ run_pgtap_file() { # NAME FILE LOG
         --username "$PGUSER" --dbname "$PGTAP_DB" --verbose --timer "$2"
 }
 
+# test/t/013_pg_upgrade.pl's old servers: BIDGUARD_UPGRADE_FROM (pg_configs,
+# ":" between them), or, when the server under test is newer than 15, Debian's
+# installed PostgreSQL 15 (when its headers are there) and the oldest other 15
+# release apt offers, unpacked into the cache (scripts/extract-postgres.sh).
+# bidguard is built for each in a scratch copy (the tree's objects stay those
+# of the server under test) and installed into it.  Done once, before 013.
+UPGRADE_FROM_DONE=""
+prepare_upgrade_from() {
+    [ -z "$UPGRADE_FROM_DONE" ] || return 0
+    UPGRADE_FROM_DONE=1
+    local from="${BIDGUARD_UPGRADE_FROM:-}" pgc ready="" n=0 sys extracted
+    local -a list=()
+    unset BIDGUARD_UPGRADE_FROM
+    if [ "$from" = none ]; then
+        note "tap: BIDGUARD_UPGRADE_FROM=none: no pg_upgrade test"
+        return 0
+    fi
+    if [ -n "$from" ]; then
+        IFS=: read -r -a list <<<"$from"
+    elif [ "${PG_MAJOR:-0}" -le 15 ]; then
+        note "tap: PostgreSQL $PG_MAJOR is the oldest supported major: nothing to upgrade from"
+        return 0
+    else
+        sys=/usr/lib/postgresql/15/bin/pg_config
+        if [ -f "$("$sys" --pgxs 2>/dev/null || true)" ]; then
+            list+=("$sys")
+        else
+            note "tap: Debian's PostgreSQL 15 with its headers is not installed (make test PG=15 installs them)"
+        fi
+        if extracted="$("$ROOT/scripts/extract-postgres.sh" 15 --oldest | tail -n 1)" &&
+            [ "$("$extracted" --version)" != "$("$sys" --version 2>/dev/null || true)" ]; then
+            list+=("$extracted")
+        fi
+    fi
+    for pgc in "${list[@]}"; do
+        n=$((n + 1))
+        local dir="$CLUSTER_DIR/upgrade-from-build-$n"
+        mkdir -p "$dir"
+        tar -C "$ROOT" --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+            --exclude=sql/bidguard--1.0.sql -cf - Makefile bidguard.control sql src | tar -C "$dir" -xf -
+        note "tap: building and installing bidguard for $("$pgc" --version) ($pgc), for 013_pg_upgrade"
+        if make -C "$dir" -s -j"$(nproc 2>/dev/null || echo 2)" PG_CONFIG="$pgc" >"$dir/build.log" 2>&1 &&
+            make -C "$dir" -s PG_CONFIG="$pgc" install >>"$dir/build.log" 2>&1; then
+            ready="${ready:+$ready:}$pgc"
+        else
+            print_file "$dir/build.log" 200
+            note "tap: could not build and install bidguard for $pgc"
+        fi
+    done
+    [ -z "$ready" ] || export BIDGUARD_UPGRADE_FROM="$ready"
+}
+
 run_tap_file() { # NAME FILE LOG
     local tapdir="$WORK/tmp_tap"
     mkdir -p "$tapdir/portlock"
@@ -516,7 +568,11 @@ run_tap_file() { # NAME FILE LOG
         BIDGUARD_SRCDIR="$WORK"
     )
     local v
-    for v in PG_TEST_NOCLEAN PG_TEST_TIMEOUT_DEFAULT PG_TEST_EXTRA TEMP_CONFIG; do
+    if [ "$1" = 013_pg_upgrade ]; then
+        prepare_upgrade_from
+    fi
+    for v in PG_TEST_NOCLEAN PG_TEST_TIMEOUT_DEFAULT PG_TEST_EXTRA TEMP_CONFIG \
+        BIDGUARD_UPGRADE_FROM BIDGUARD_REQUIRE_UPGRADE; do
         [ -z "${!v+x}" ] || envs+=("$v=${!v}")
     done
     run_logged "$3" "$WORK" "$(budget_cap "${TAP_TIMEOUT:-900}")" env "${envs[@]}" \

@@ -31,89 +31,7 @@ my $node = bidguard_node('dump');
 $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->safe_psql('src', 'CREATE EXTENSION bidguard');
 
-# Bids in every status, through the functions.
-$node->safe_psql(
-	'src', q{
-DO $$
-DECLARE
-	b bigint;
-	i int;
-	paths text[][] := ARRAY[
-		ARRAY[NULL, NULL],              -- pending
-		ARRAY['submitted', NULL],       -- submitted
-		ARRAY['submitted', 'won'],
-		ARRAY['submitted', 'lost'],
-		ARRAY['withdrawn', NULL],
-		ARRAY['expired', NULL],
-		ARRAY['failed', NULL],
-		ARRAY['submitted', 'withdrawn'],
-		ARRAY['submitted', 'expired']];
-BEGIN
-	FOR i IN 1 .. array_length(paths, 1) LOOP
-		SELECT c.bid_id INTO b
-		  FROM bidguard_create_bid('fn', 'posting-' || i,
-		                           jsonb_build_object('i', i, 'price', i * 1.25, 'tags', ARRAY['a', 'b']))
-		    AS c;
-		IF paths[i][1] IS NOT NULL THEN
-			PERFORM bidguard_set_bid_status(b, paths[i][1], 'step one of ' || i);
-		END IF;
-		IF paths[i][2] IS NOT NULL THEN
-			PERFORM bidguard_set_bid_status(b, paths[i][2], 'step two of ' || i);
-		END IF;
-	END LOOP;
-END
-$$;
--- Several generations of one posting.
-SELECT bidguard_withdraw_posting('fn', 'generations', 'gen 1') FROM bidguard_create_bid('fn', 'generations');
-SELECT bidguard_withdraw_posting('fn', 'generations', 'gen 2') FROM bidguard_create_bid('fn', 'generations');
-SELECT bidguard_create_bid('fn', 'generations', '{"gen": 3}');
--- Ids and data that COPY and the plain format have to escape.
-SELECT bidguard_create_bid('mk' || chr(9) || '"quoted"' || chr(92),
-                           'line' || chr(10) || 'break, comma; semi ''single'' \N',
-                           jsonb_build_object('s', 'tab' || chr(9) || ' nl' || chr(10) || ' quote" backslash'
-                                                   || chr(92) || ' é 😀'));
-SELECT bidguard_create_bid('marché', 'enchère-😀-' || repeat('é', 200));
-SELECT bidguard_create_bid(repeat('m', 256), repeat('p', 256));
-SELECT bidguard_set_bid_status(bid_id, 'submitted', 'reason with ' || chr(92) || 'N and' || chr(9)) FROM bidguard_create_bid('fn', 'weird reason');
-SELECT bidguard_withdraw_bid(bid_id, NULL) FROM bidguard_create_bid('fn', 'no reason');
-});
-
-# And by plain SQL: inserts, updates, a move, a delete.
-$node->safe_psql(
-	'src', q{
-INSERT INTO bidguard_bids (marketplace_id, posting_id, bid_data)
-	VALUES ('plain', 'p1', '{"via": "insert"}'), ('plain', 'p2', '{}');
-INSERT INTO bidguard_bids (marketplace_id, posting_id, status, status_reason)
-	VALUES ('plain', 'p1', 'lost', 'inserted terminal');
-UPDATE bidguard_bids SET status = 'submitted', status_reason = 'plain submit'
- WHERE (marketplace_id, posting_id) = ('plain', 'p1') AND status = 'pending';
-UPDATE bidguard_bids SET posting_id = 'p3' WHERE (marketplace_id, posting_id) = ('plain', 'p2');
-INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('plain', 'doomed');
-DELETE FROM bidguard_bids WHERE (marketplace_id, posting_id) = ('plain', 'doomed');
-INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('plain', 'p2') ON CONFLICT DO NOTHING;
-});
-
-# Trades: admitted, filled and failed under a 1 minute cooldown, which is
-# raised to a day afterwards: a restore must not judge history again.
-$node->safe_psql(
-	'src', q{
-SELECT bidguard_set_cooldown(7, '1 minute');
-SELECT bidguard_set_cooldown(8, '0');
-SET bidguard.test_clock = '2026-03-01 10:00:00+00';
-SELECT bidguard_try_trade(7, '{"symbol": "BTC-EUR", "side": "buy"}');
-SELECT bidguard_try_trade(8);
-SELECT bidguard_try_trade(8);
-SET bidguard.test_clock = '2026-03-01 10:01:00+00';
-SELECT bidguard_try_trade(7);
-SET bidguard.test_clock = '2026-03-01 10:03:00+00';
-SELECT bidguard_fail_trade(t.trade_id, 'rejected' || chr(9) || 'by exchange')
-  FROM bidguard_try_trade(7) AS t;
-SELECT bidguard_fill_trade(max(trade_id), '2026-03-01 10:01:30+00')
-  FROM bidguard_trades WHERE bot_id = 7 AND status = 'open';
-RESET bidguard.test_clock;
-INSERT INTO bidguard_trades (bot_id, created_at) VALUES (7, '2026-03-01 09:00:00+00');
-SELECT bidguard_set_cooldown(7, '1 day');
-});
+fill_sample_data($node, 'src');
 
 check_bid_invariants($node, 'source', dbname => 'src');
 
@@ -141,17 +59,7 @@ is( $node->safe_psql(
 is($node->safe_psql('src', 'SELECT count(*) FROM bidguard_cooldown_violations'),
 	'0', '... which the audit does not count: each trade is judged by the cooldown it was admitted under');
 
-# A fingerprint of every row of the four tables, in key order, and the counts.
-my $fingerprint_sql = q{
-	SELECT (SELECT count(*) FROM bidguard_bids) || ' bids '
-	    || (SELECT md5(coalesce(string_agg(b::text, E'\n' ORDER BY b.bid_id), '')) FROM bidguard_bids AS b)
-	    || ', ' || (SELECT count(*) FROM bidguard_events) || ' events '
-	    || (SELECT md5(coalesce(string_agg(e::text, E'\n' ORDER BY e.event_id), '')) FROM bidguard_events AS e)
-	    || ', ' || (SELECT count(*) FROM bidguard_bots) || ' bots '
-	    || (SELECT md5(coalesce(string_agg(o::text, E'\n' ORDER BY o.bot_id), '')) FROM bidguard_bots AS o)
-	    || ', ' || (SELECT count(*) FROM bidguard_trades) || ' trades '
-	    || (SELECT md5(coalesce(string_agg(t::text, E'\n' ORDER BY t.trade_id), '')) FROM bidguard_trades AS t)};
-my $src_fp = $node->safe_psql('src', $fingerprint_sql);
+my $src_fp = $node->safe_psql('src', $FINGERPRINT_SQL);
 my $src_max = $node->safe_psql('src', 'SELECT max(bid_id) FROM bidguard_bids');
 my $src_events = $node->safe_psql('src', 'SELECT count(*) FROM bidguard_events');
 note "source: $src_fp; max bid_id $src_max";
@@ -164,7 +72,7 @@ $node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', 'src' ],
 sub check_copy
 {
 	my ($db, $label) = @_;
-	is($node->safe_psql($db, $fingerprint_sql),
+	is($node->safe_psql($db, $FINGERPRINT_SQL),
 		$src_fp, "$label: every row of the bids, events, bots and trades is identical");
 	is( $node->safe_psql(
 			$db, q{SELECT extversion FROM pg_extension WHERE extname = 'bidguard'}),
@@ -270,7 +178,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE dst_plain');
 check_copy('dst_plain', 'pg_dump | psql');
 
 # And the source, untouched by all the dumping.
-is($node->safe_psql('src', $fingerprint_sql), $src_fp, 'the source is unchanged');
+is($node->safe_psql('src', $FINGERPRINT_SQL), $src_fp, 'the source is unchanged');
 
 $node->stop;
 done_testing();

@@ -27,6 +27,8 @@ our @EXPORT = qw(
   check_bid_invariants
   check_trade_invariants
   bidguard_locks_held
+  fill_sample_data
+  $FINGERPRINT_SQL
   $ALLOWED_TRANSITIONS_SQL
   $BIDGUARD_LOCK_CLASSES_SQL
   $BIDGUARD_POSTING_LOCK_SQL
@@ -45,11 +47,26 @@ our $BIDGUARD_LOCK_CLASSES_SQL =
   q{locktype = 'advisory' AND objsubid IN (25089, 25090, 25091, 25092)};
 our $BIDGUARD_POSTING_LOCK_SQL = q{locktype = 'advisory' AND objsubid = 25089};
 
+# A fingerprint of every row of bidguard's four tables, in key order, and
+# their counts: equal fingerprints, equal data.
+our $FINGERPRINT_SQL = q{
+	SELECT (SELECT count(*) FROM bidguard_bids) || ' bids '
+	    || (SELECT md5(coalesce(string_agg(b::text, E'\n' ORDER BY b.bid_id), '')) FROM bidguard_bids AS b)
+	    || ', ' || (SELECT count(*) FROM bidguard_events) || ' events '
+	    || (SELECT md5(coalesce(string_agg(e::text, E'\n' ORDER BY e.event_id), '')) FROM bidguard_events AS e)
+	    || ', ' || (SELECT count(*) FROM bidguard_bots) || ' bots '
+	    || (SELECT md5(coalesce(string_agg(o::text, E'\n' ORDER BY o.bot_id), '')) FROM bidguard_bots AS o)
+	    || ', ' || (SELECT count(*) FROM bidguard_trades) || ' trades '
+	    || (SELECT md5(coalesce(string_agg(t::text, E'\n' ORDER BY t.trade_id), '')) FROM bidguard_trades AS t)};
+
 # A started node with bidguard preloaded and created in database "postgres".
+# Parameters: init (a hash for $node->init), conf (more postgresql.conf),
+# install_path (another installation's prefix, e.g. an older major).
 sub bidguard_node
 {
 	my ($name, %params) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $node = PostgreSQL::Test::Cluster->new($name,
+		$params{install_path} ? (install_path => $params{install_path}) : ());
 	$node->init(%{ $params{init} // {} });
 	$node->append_conf(
 		'postgresql.conf', qq{
@@ -408,6 +425,103 @@ sub check_trade_invariants
 				sprintf($ms, 'm.min_gap'), sprintf($ms, 'm.cooldown'),
 				$min_gaps)));
 	return \%f;
+}
+
+# Data in every table of bidguard, the way real use leaves it, in database
+# $db of $node (where the extension exists): bids in every status through
+# the functions, several generations of one posting, ids and data that COPY
+# and the plain format have to escape; bids inserted, updated, moved and
+# deleted by plain SQL; trades admitted, filled and failed under a cooldown
+# that is raised afterwards, so that history is closer than today's
+# cooldown and a restore must not judge it again.
+sub fill_sample_data
+{
+	my ($node, $db) = @_;
+
+	# Bids in every status, through the functions.
+	$node->safe_psql(
+		$db, q{
+DO $$
+DECLARE
+	b bigint;
+	i int;
+	paths text[][] := ARRAY[
+		ARRAY[NULL, NULL],              -- pending
+		ARRAY['submitted', NULL],       -- submitted
+		ARRAY['submitted', 'won'],
+		ARRAY['submitted', 'lost'],
+		ARRAY['withdrawn', NULL],
+		ARRAY['expired', NULL],
+		ARRAY['failed', NULL],
+		ARRAY['submitted', 'withdrawn'],
+		ARRAY['submitted', 'expired']];
+BEGIN
+	FOR i IN 1 .. array_length(paths, 1) LOOP
+		SELECT c.bid_id INTO b
+		  FROM bidguard_create_bid('fn', 'posting-' || i,
+		                           jsonb_build_object('i', i, 'price', i * 1.25, 'tags', ARRAY['a', 'b']))
+		    AS c;
+		IF paths[i][1] IS NOT NULL THEN
+			PERFORM bidguard_set_bid_status(b, paths[i][1], 'step one of ' || i);
+		END IF;
+		IF paths[i][2] IS NOT NULL THEN
+			PERFORM bidguard_set_bid_status(b, paths[i][2], 'step two of ' || i);
+		END IF;
+	END LOOP;
+END
+$$;
+-- Several generations of one posting.
+SELECT bidguard_withdraw_posting('fn', 'generations', 'gen 1') FROM bidguard_create_bid('fn', 'generations');
+SELECT bidguard_withdraw_posting('fn', 'generations', 'gen 2') FROM bidguard_create_bid('fn', 'generations');
+SELECT bidguard_create_bid('fn', 'generations', '{"gen": 3}');
+-- Ids and data that COPY and the plain format have to escape.
+SELECT bidguard_create_bid('mk' || chr(9) || '"quoted"' || chr(92),
+                           'line' || chr(10) || 'break, comma; semi ''single'' \N',
+                           jsonb_build_object('s', 'tab' || chr(9) || ' nl' || chr(10) || ' quote" backslash'
+                                                   || chr(92) || ' é 😀'));
+SELECT bidguard_create_bid('marché', 'enchère-😀-' || repeat('é', 200));
+SELECT bidguard_create_bid(repeat('m', 256), repeat('p', 256));
+SELECT bidguard_set_bid_status(bid_id, 'submitted', 'reason with ' || chr(92) || 'N and' || chr(9)) FROM bidguard_create_bid('fn', 'weird reason');
+SELECT bidguard_withdraw_bid(bid_id, NULL) FROM bidguard_create_bid('fn', 'no reason');
+});
+
+	# And by plain SQL: inserts, updates, a move, a delete.
+	$node->safe_psql(
+		$db, q{
+INSERT INTO bidguard_bids (marketplace_id, posting_id, bid_data)
+	VALUES ('plain', 'p1', '{"via": "insert"}'), ('plain', 'p2', '{}');
+INSERT INTO bidguard_bids (marketplace_id, posting_id, status, status_reason)
+	VALUES ('plain', 'p1', 'lost', 'inserted terminal');
+UPDATE bidguard_bids SET status = 'submitted', status_reason = 'plain submit'
+ WHERE (marketplace_id, posting_id) = ('plain', 'p1') AND status = 'pending';
+UPDATE bidguard_bids SET posting_id = 'p3' WHERE (marketplace_id, posting_id) = ('plain', 'p2');
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('plain', 'doomed');
+DELETE FROM bidguard_bids WHERE (marketplace_id, posting_id) = ('plain', 'doomed');
+INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('plain', 'p2') ON CONFLICT DO NOTHING;
+});
+
+	# Trades: admitted, filled and failed under a 1 minute cooldown, which is
+	# raised to a day afterwards: a restore must not judge history again.
+	$node->safe_psql(
+		$db, q{
+SELECT bidguard_set_cooldown(7, '1 minute');
+SELECT bidguard_set_cooldown(8, '0');
+SET bidguard.test_clock = '2026-03-01 10:00:00+00';
+SELECT bidguard_try_trade(7, '{"symbol": "BTC-EUR", "side": "buy"}');
+SELECT bidguard_try_trade(8);
+SELECT bidguard_try_trade(8);
+SET bidguard.test_clock = '2026-03-01 10:01:00+00';
+SELECT bidguard_try_trade(7);
+SET bidguard.test_clock = '2026-03-01 10:03:00+00';
+SELECT bidguard_fail_trade(t.trade_id, 'rejected' || chr(9) || 'by exchange')
+  FROM bidguard_try_trade(7) AS t;
+SELECT bidguard_fill_trade(max(trade_id), '2026-03-01 10:01:30+00')
+  FROM bidguard_trades WHERE bot_id = 7 AND status = 'open';
+RESET bidguard.test_clock;
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (7, '2026-03-01 09:00:00+00');
+SELECT bidguard_set_cooldown(7, '1 day');
+});
+	return;
 }
 
 1;
