@@ -345,7 +345,7 @@ COMMENT ON VIEW @extschema@.bidguard_locks IS
 
 
 --
--- Guards on the application's own tables (src/guards.c).  A guard is an
+-- Guards on the application's own tables (src/guard_admin.c, src/guard_trigger.c).  A guard is an
 -- ordinary trigger or index of the application's table, so pg_dump and
 -- pg_restore carry it with the table; bidguard_guards lists them.
 --

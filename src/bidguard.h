@@ -7,9 +7,13 @@
  * data: duplicate active bids for one posting, and trades of one bot inside
  * its cooldown.  The guards are transaction-scoped heavyweight locks of a
  * class of bidguard's own (locks.c), row locks, a partial unique index and
- * triggers; the functions callers use are in bids.c, the audit trail in
- * events.c, and what they share (argument checks, the SPI plan cache, the
- * one-row result helper) in bidguard.c.
+ * triggers.  The bid functions are in bids.c, the trade functions and
+ * bidguard_trades' trigger in trades.c, the cooldown trigger's row logic in
+ * cooldown.c, the guards on the application's tables in guard_trigger.c and
+ * guard_admin.c (guards.h), the audit trail and ids in events.c, the
+ * statistics in stats.c, and what they share (argument checks, the SPI plan
+ * cache, the one-row result helper) in bidguard.c.  Version differences of
+ * PostgreSQL are in compat.h only.
  *
  * src/bidguard.h
  *
@@ -153,7 +157,7 @@ extern bool bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms);
 extern void bidguard_lock_guard(uint64 key);
 
 /*
- * guards.c: the cooldown guard's row logic, shared by bidguard_trades'
+ * cooldown.c: the cooldown guard's row logic, shared by bidguard_trades'
  * trigger (trades.c) and the trigger bidguard_guard_cooldown() puts on an
  * application's table.  The table-specific parts are hooks.
  */

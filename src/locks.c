@@ -196,7 +196,7 @@ bidguard_lock_bot(int64 bot_id)
 
 /*
  * bidguard_lock_guard
- *		Take the lock of one key of a guarded table (guards.c) until the end
+ *		Take the lock of one key of a guarded table (guard_trigger.c) until the end
  *		of the transaction, waiting as lock_timeout allows.
  */
 void

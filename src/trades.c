@@ -664,7 +664,7 @@ trade_was_admitted(Oid nspid, HeapTuple tuple, TupleDesc desc, TradeColumns *col
 }
 
 /*
- * The hooks of bidguard_trades' cooldown guard (guards.c has the row logic):
+ * The hooks of bidguard_trades' cooldown guard (cooldown.c has the row logic):
  * the key is bot_id, its lock the bot's lock, its cooldown the bot's in
  * bidguard_bots, and failed trades do not count.
  */
@@ -742,7 +742,7 @@ trades_guard_already_admitted(CooldownGuard *g, HeapTuple tuple)
  * allows: 55P03), stamps a missing created_at with the server clock, and
  * rejects a counting trade within the cooldown of another, either side
  * (23P01, constraint bidguard_trade_cooldown).  Unknown bot: 23503.  The row
- * logic is guards.c's, the same as on a table guarded with
+ * logic is cooldown.c's, the same as on a table guarded with
  * bidguard_guard_cooldown(); an admitted row records the cooldown it was
  * admitted under.
  */

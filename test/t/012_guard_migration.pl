@@ -47,7 +47,7 @@
 #	     previous trade's effective time coalesce(filled_at, created_at), and
 #	     consecutive effective times are at least the cooldown apart (the
 #	     fill is made under the lock, within [created_at, now], so this is
-#	     what src/guards.c guarantees); the audit function is empty for the
+#	     what src/cooldown.c guarantees); the audit function is empty for the
 #	     run's bots; committed outcomes match the rows one for one; many
 #	     trades were admitted and many refused; no bidguard lock is left.
 #	  4. pg_dump -Fc and pg_restore into an empty database (the archive

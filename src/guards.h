@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * guards.h
+ *	  What the files of the guards on application tables share
+ *	  (guard_trigger.c, guard_admin.c, guard_common.c).
+ *
+ * The row logic both cooldown triggers use, CooldownGuard, is in
+ * bidguard.h (cooldown.c), because bidguard_trades' trigger uses it too.
+ *
+ * src/guards.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BIDGUARD_GUARDS_H
+#define BIDGUARD_GUARDS_H
+
+#include "utils/relcache.h"
+
+/* The guard trigger's name, and the comments that mark the guards' indexes. */
+#define GUARD_TRIGGER_NAME	"bidguard_cooldown_guard"
+#define GUARD_INDEX_MARK	"bidguard_guard_cooldown"
+#define UNIQUE_INDEX_MARK	"bidguard_guard_unique_active"
+
+/* guard_common.c: SQL on an application's table, run as its owner */
+typedef struct GuardAsOwner
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} GuardAsOwner;
+
+extern void guard_as_owner_begin(Oid owner, GuardAsOwner *save);
+extern void guard_as_owner_end(GuardAsOwner *save);
+extern char *guard_qualified_name(Relation rel);
+extern char *guard_equality_operator(Oid typid, const char *column);
+extern void guard_check_time_column(TupleDesc desc, int attnum, const char *role);
+
+#endif							/* BIDGUARD_GUARDS_H */
