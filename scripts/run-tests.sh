@@ -441,7 +441,7 @@ run_pg_regress_phase() { # PHASE DRIVER MAKEVAR_OPTS DEFAULT_DB TIMEOUT
 
 # pg_prove and prove: one run per file.
 run_per_file_phase() { # PHASE
-    local p="$1" t0=$SECONDS pass=0 fail=0
+    local p="$1" t0=$SECONDS pass=0 fail=0 skipped=0 skip_why
     select_tests "$p"
     if [ "${#TESTS[@]}" -eq 0 ]; then
         no_tests "$p"
@@ -470,7 +470,11 @@ run_per_file_phase() { # PHASE
             tap) run_tap_file "$name" "$file" "$log" || rc=$? ;;
         esac
         detail="$(grep -E '^Files=[0-9]+, Tests=[0-9]+' "$log" | sed -E 's/^Files=[0-9]+, Tests=([0-9]+).*/\1 subtests/' | tail -n 1 || true)"
-        if [ "$rc" -eq 0 ]; then
+        skip_why="$(sed -nE 's/^[^ ]+ \.\. skipped: (.*)$/\1/p' "$log" | head -n 1)"
+        if [ "$rc" -eq 0 ] && [ -n "$skip_why" ]; then
+            skipped=$((skipped + 1))
+            printf '  skipped %-40s %4ss  %s\n' "$file" $((SECONDS - t1)) "$skip_why"
+        elif [ "$rc" -eq 0 ]; then
             pass=$((pass + 1))
             printf '  ok      %-40s %4ss  %s\n' "$file" $((SECONDS - t1)) "$detail"
         else
@@ -481,7 +485,8 @@ run_per_file_phase() { # PHASE
             [ "$p" != tap ] || print_tap_logs "$name"
         fi
     done
-    record "$p" "$pass" $((fail + miss)) $((SECONDS - t0))
+    record "$p" "$pass" $((fail + miss)) $((SECONDS - t0)) \
+        "$([ "$skipped" -eq 0 ] || echo "$skipped skipped, with the reason above (not counted)")"
 }
 
 PGTAP_DB=bidguard_pgtap
