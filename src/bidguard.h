@@ -7,7 +7,8 @@
  * data: duplicate active bids for one posting, and trades of one bot inside
  * its cooldown.  The guards are transaction-scoped heavyweight locks of a
  * class of bidguard's own (locks.c), row locks, a partial unique index and
- * triggers.  The bid functions are in bids.c, the trade functions and
+ * triggers.  The bid functions are in bids.c, the bid statuses and
+ * bidguard_bids' trigger in bid_status.c (bids.h), the trade functions and
  * bidguard_trades' trigger in trades.c, the cooldown trigger's row logic in
  * cooldown.c, the guards on the application's tables in guard_trigger.c and
  * guard_admin.c (guards.h), the audit trail and ids in events.c, the
