@@ -80,17 +80,11 @@ CREATE TABLE @extschema@.bidguard_bids (
         CHECK (status OPERATOR(pg_catalog.=) ANY
                ('{pending,submitted,won,lost,withdrawn,expired,failed}'::text[])),
     CONSTRAINT bidguard_bids_bid_data_check
-        CHECK (pg_catalog.jsonb_typeof(bid_data) OPERATOR(pg_catalog.=) 'object'),
-    /*
-     * The creating event must exist by the end of the transaction.  The
-     * trigger below writes it; the constraint also makes pg_dump restore the
-     * events before the bids (it orders extension tables' data by their
-     * foreign keys), so that the restored bids find their creation events
-     * already there and the trigger does not invent new ones.
-     */
-    CONSTRAINT bidguard_bids_atomic_event_id_fkey FOREIGN KEY (atomic_event_id)
-        REFERENCES @extschema@.bidguard_events (event_id)
-        DEFERRABLE INITIALLY DEFERRED
+        CHECK (pg_catalog.jsonb_typeof(bid_data) OPERATOR(pg_catalog.=) 'object')
+    -- No foreign key to bidguard_events: the audit trigger writes the
+    -- creation event in the same transaction, and a key between the two
+    -- tables' data would make pg_restore -j depend on the order it loads
+    -- them in (src/restore.c).
 );
 
 -- The contract's name: at most one active bid per posting, always.
@@ -234,12 +228,9 @@ CREATE TABLE @extschema@.bidguard_trades (
     CONSTRAINT bidguard_trades_status_check
         CHECK (status OPERATOR(pg_catalog.=) ANY ('{open,filled,failed}'::text[])),
     CONSTRAINT bidguard_trades_trade_data_check
-        CHECK (pg_catalog.jsonb_typeof(trade_data) OPERATOR(pg_catalog.=) 'object'),
-    -- as for bids: the admission event exists at commit, and pg_dump
-    -- restores events before trades
-    CONSTRAINT bidguard_trades_atomic_event_id_fkey FOREIGN KEY (atomic_event_id)
-        REFERENCES @extschema@.bidguard_events (event_id)
-        DEFERRABLE INITIALLY DEFERRED
+        CHECK (pg_catalog.jsonb_typeof(trade_data) OPERATOR(pg_catalog.=) 'object')
+    -- as for bids, no foreign key to bidguard_events; the one to
+    -- bidguard_bots stays (a restored trade waits for its bot: restore.c)
 );
 
 -- The cooldown check's index: a bot's counting trades by effective time.
@@ -681,7 +672,8 @@ SELECT c.bot_id,
 
 --
 -- The tables hold user data: pg_dump keeps their rows, and the identity
--- sequence's position with them.
+-- sequence's position with them.  pg_restore, serial or -j, loads them back
+-- as they were (src/restore.c).
 --
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_events', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_bids', '');

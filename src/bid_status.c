@@ -160,25 +160,6 @@ typedef struct BidColumns
 	int			updated_at;
 } BidColumns;
 
-/*
- * bid_was_created
- *		Is the row the very bid that a creation event records (same event
- *		id and bid), never deleted since?  That is a restore.  Read as the
- *		events table's owner.
- */
-static bool
-bid_was_created(Oid nspid, HeapTuple tuple, TupleDesc desc, BidColumns *cols)
-{
-	Datum		values[2];
-	bool		isnull[2];
-
-	values[0] = heap_getattr(tuple, cols->atomic_event_id, desc, &isnull[0]);
-	values[1] = heap_getattr(tuple, cols->bid_id, desc, &isnull[1]);
-	if (isnull[0] || isnull[1])
-		return false;
-	return bidguard_event_on_record(nspid, BG_PLAN_BID_CREATED, values);
-}
-
 static void
 raise_immutable(Relation rel, int64 bid_id, const char *column)
 {
@@ -201,8 +182,7 @@ raise_immutable(Relation rel, int64 bid_id, const char *column)
  * newest committed version of the row.
  *
  * INSERT: stamps created_at and updated_at with the server clock, unless the
- * row is a bid being restored (its creation event is on record), which
- * keeps its own.
+ * row is a bid being restored (restore.c), which keeps its own.
  *
  * Takes no locks of its own: the UPDATE holds the row lock.
  */
@@ -251,7 +231,7 @@ bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
 		newtuple = trigdata->tg_trigtuple;
-		if (bid_creating || bid_was_created(state->nspid, newtuple, desc, cols))
+		if (bid_creating || bidguard_restoring(rel))
 			return PointerGetDatum(newtuple);
 		attnums[0] = cols->created_at;
 		attnums[1] = cols->updated_at;

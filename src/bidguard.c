@@ -152,26 +152,6 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		11, {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID,
 			 TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
 	},
-	/*
-	 * Was this very bid created before: is its creation event on record,
-	 * and it was never deleted since?  (A restored row was not.)
-	 */
-	[BG_PLAN_BID_CREATED] = {
-		"SELECT 1 FROM %1$s.bidguard_events"
-		" WHERE event_id OPERATOR(pg_catalog.=) $1"
-		" AND kind OPERATOR(pg_catalog.=) 'bid_created'"
-		" AND bid_id OPERATOR(pg_catalog.=) $2"
-		" AND NOT EXISTS (SELECT 1 FROM %1$s.bidguard_events AS d"
-		"  WHERE d.bid_id OPERATOR(pg_catalog.=) $2"
-		"  AND d.kind OPERATOR(pg_catalog.=) 'bid_deleted')",
-		2, {UUIDOID, INT8OID}
-	},
-	/*
-	 * The bot's cooldown, and how long until time $2 is clear of the bot's
-	 * counting trades other than trade $3 whose effective time is within
-	 * the cooldown of $2, either side (NULL when none).  No row: the bot is
-	 * not registered.  The subquery is served by bidguard_trades_cooldown_idx.
-	 */
 	[BG_PLAN_INSERT_TRADE] = {
 		"INSERT INTO %1$s.bidguard_trades AS t (bot_id, trade_data, created_at, cooldown)"
 		" VALUES ($1, $2, $3, $4)"
@@ -200,22 +180,6 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		" status_reason = $4"
 		" WHERE trade_id OPERATOR(pg_catalog.=) $1",
 		4, {INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
-	},
-	/*
-	 * Was this very trade admitted before: is its admission event on record,
-	 * and it was never deleted since?  (A restored row was not: pg_dump
-	 * does not dump deleted rows.)
-	 */
-	[BG_PLAN_TRADE_ADMITTED] = {
-		"SELECT 1 FROM %1$s.bidguard_events"
-		" WHERE event_id OPERATOR(pg_catalog.=) $1"
-		" AND kind OPERATOR(pg_catalog.=) 'trade_executed'"
-		" AND trade_id OPERATOR(pg_catalog.=) $2"
-		" AND bot_id OPERATOR(pg_catalog.=) $3"
-		" AND NOT EXISTS (SELECT 1 FROM %1$s.bidguard_events AS d"
-		"  WHERE d.trade_id OPERATOR(pg_catalog.=) $2"
-		"  AND d.kind OPERATOR(pg_catalog.=) 'trade_deleted')",
-		3, {UUIDOID, INT8OID, INT8OID}
 	},
 };
 
@@ -496,32 +460,6 @@ bidguard_trigger_misuse(const char *function, const char *how)
 	ereport(ERROR,
 			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 			 errmsg("function \"%s\" must be fired %s", function, how)));
-}
-
-/*
- * bidguard_event_on_record
- *		Run one of the "was this row created before?" lookups
- *		(BG_PLAN_BID_CREATED, BG_PLAN_TRADE_ADMITTED) as the owner of the
- *		audit trail; true if it finds the event.  Opens its own SPI
- *		connection.
- */
-bool
-bidguard_event_on_record(Oid nspid, BidguardPlanId id, Datum *values)
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	bool		found;
-
-	bidguard_as_events_owner(nspid, &save_userid, &save_sec_context);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, id), values, NULL,
-										false, 0),
-					   SPI_OK_SELECT, "looking up the audit trail");
-	found = (SPI_processed > 0);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return found;
 }
 
 /*

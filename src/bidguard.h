@@ -60,13 +60,11 @@ typedef enum BidguardPlanId
 	BG_PLAN_LOCK_BID,
 	BG_PLAN_UPDATE_BID_STATUS,
 	BG_PLAN_INSERT_EVENT,
-	BG_PLAN_BID_CREATED,
 	BG_PLAN_INSERT_TRADE,
 	BG_PLAN_UPSERT_BOT,
 	BG_PLAN_LOCK_TRADE,
 	BG_PLAN_TRADE_EXISTS,
 	BG_PLAN_UPDATE_TRADE,
-	BG_PLAN_TRADE_ADMITTED,
 	BG_NUM_PLANS
 } BidguardPlanId;
 
@@ -137,7 +135,6 @@ extern TimestampTz bidguard_now(void);
 extern void bidguard_spi_check(int rc, int expected, const char *what);
 extern int	bidguard_column(Relation rel, const char *name);
 extern pg_noreturn void bidguard_trigger_misuse(const char *function, const char *how);
-extern bool bidguard_event_on_record(Oid nspid, BidguardPlanId id, Datum *values);
 extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
 									 int *save_sec_context);
 
@@ -146,6 +143,10 @@ extern bool bidguard_track_stats;
 extern void bidguard_stats_init(void);
 extern void bidguard_count(BidguardStat stat);
 extern void bidguard_count_wait(int64 us, bool obtained);
+
+/* restore.c */
+extern bool bidguard_restoring(Relation rel);
+extern void bidguard_restore_wait_for_bot(Oid nspid, int64 bot_id, int64 trade_id);
 
 /* locks.c */
 extern uint64 bidguard_hash_key(const char *ns, int nslen,
@@ -186,8 +187,6 @@ struct CooldownGuard
 	/* raise unless filled_at lies in [created_at, now] */
 	void		(*check_fill) (CooldownGuard *g, HeapTuple tuple, TimestampTz created_at,
 							   TimestampTz filled_at, TimestampTz now);
-	/* connected to SPI: was this INSERT's row admitted before (a restore)?  May be NULL. */
-	bool		(*already_admitted) (CooldownGuard *g, HeapTuple tuple);
 	void	   *arg;
 };
 extern bool bidguard_fired_before_row_ins_upd(FunctionCallInfo fcinfo);

@@ -8,8 +8,8 @@
  *
  * bidguard_cooldown_guard_row() is the one implementation of the cooldown
  * trigger's row logic.  What differs between the two triggers (where the
- * cooldown comes from, how a key is locked, the messages, recognising a
- * restore) are the hooks of a CooldownGuard (bidguard.h).  A row counts
+ * cooldown comes from, how a key is locked, the messages) are the hooks of
+ * a CooldownGuard (bidguard.h).  A row counts
  * unless its status column (if any) says 'failed'; its effective time is
  * coalesce(fill, time).  A row may be admitted at time t when no other
  * counting row of its key has an effective time within the cooldown of t,
@@ -152,13 +152,8 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 			 !same_value(oldtuple, newtuple, g->fill_attnum, desc) ||
 			 !same_value(oldtuple, newtuple, g->time_attnum, desc)))
 		{
-			bool		restored = false;
-
-			if (is_insert && g->already_admitted != NULL)
-				restored = g->already_admitted(g, newtuple);
-			if (!restored)
-				g->check_fill(g, newtuple, DatumGetTimestampTz(created),
-							  DatumGetTimestampTz(filled), bidguard_now());
+			g->check_fill(g, newtuple, DatumGetTimestampTz(created),
+						  DatumGetTimestampTz(filled), bidguard_now());
 			fill_moved = true;
 		}
 	}
@@ -197,7 +192,6 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 		TimestampTz effective = DatumGetTimestampTz(created);
 		Interval   *cooldown = NULL;
 		Interval   *retry = NULL;
-		bool		restored = false;
 
 		if (g->fill_attnum != 0)
 		{
@@ -210,20 +204,15 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (is_insert && g->already_admitted != NULL)
-			restored = g->already_admitted(g, newtuple);
-		if (!restored)
+		retry = g->decide(g, key, effective, oldtuple, &cooldown);
+		if (retry != NULL)
 		{
-			retry = g->decide(g, key, effective, oldtuple, &cooldown);
-			if (retry != NULL)
-			{
-				bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
-				g->violation(g, key, effective, cooldown, retry);
-				pg_unreachable();
-			}
-			*admitted_under = MemoryContextAlloc(callcxt, sizeof(Interval));
-			memcpy(*admitted_under, cooldown, sizeof(Interval));
+			bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
+			g->violation(g, key, effective, cooldown, retry);
+			pg_unreachable();
 		}
+		*admitted_under = MemoryContextAlloc(callcxt, sizeof(Interval));
+		memcpy(*admitted_under, cooldown, sizeof(Interval));
 		SPI_finish();
 	}
 

@@ -9,12 +9,11 @@
  * AFTER ROW triggers do not fire for rows that ON CONFLICT DO NOTHING
  * skipped, so a bid that was never inserted leaves no event.
  *
- * The creation event's id is the row's atomic_event_id.  It is inserted with
- * ON CONFLICT (event_id) DO NOTHING: when pg_restore reloads the tables, the
- * events come first (bidguard_bids has a deferred foreign key to them, and
- * pg_dump orders extension tables' data by their foreign keys), so the
- * restored bids find their original creation events and no new ones are
- * invented.
+ * The creation event's id is the row's atomic_event_id.  A row that
+ * pg_restore loads (restore.c) writes no event: its events are restored
+ * with bidguard_events, in whatever order pg_restore loads the two tables.
+ * The creation event is inserted with ON CONFLICT (event_id) DO NOTHING, so
+ * that an event already on record is never duplicated.
  *
  * The event is written as the owner of bidguard_events, in a security-
  * restricted operation, the way ri_triggers.c checks foreign keys: roles
@@ -214,6 +213,11 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 	state = bidguard_call_state(fcinfo);
 	desc = RelationGetDescr(trigdata->tg_relation);
 	cols = audit_columns(fcinfo, state, trigdata);
+
+	/* A restored row's events are restored with bidguard_events. */
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) &&
+		bidguard_restoring(trigdata->tg_relation))
+		return PointerGetDatum(NULL);
 
 	memset(values, 0, sizeof(values));
 	memset(nulls, 'n', sizeof(nulls));

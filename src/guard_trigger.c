@@ -651,7 +651,6 @@ bidguard_cooldown_guard_trigger(PG_FUNCTION_ARGS)
 	g.decide = guard_decide;
 	g.violation = guard_violation;
 	g.check_fill = guard_check_fill;
-	g.already_admitted = NULL;
 	g.arg = e;
 
 	return PointerGetDatum(bidguard_cooldown_guard_row(&g, trigdata, &admitted_under));

@@ -40,11 +40,9 @@
  * a conflict, 40001 is raised: the decision would depend on a trade
  * committed (or failed) after the snapshot.
  *
- * Restores: a row whose admission event (kind trade_executed, same event
- * id, trade_id, bot_id and time) is already in bidguard_events was admitted
- * before; pg_restore
- * loads the events first, so restored trades are not judged again against
- * today's cooldown.
+ * Restores: a trade that pg_restore loads (restore.c) is kept as it was
+ * dumped and not judged again against today's cooldown; it waits for its
+ * bot when bidguard_bots' data has not been loaded yet.
  *
  * src/trades.c
  *
@@ -644,26 +642,6 @@ typedef struct TradeColumns
 } TradeColumns;
 
 /*
- * trade_was_admitted
- *		Is the row the very trade that an admission event records (same
- *		event id, trade and bot), never deleted since?  Read as the events
- *		table's owner.
- */
-static bool
-trade_was_admitted(Oid nspid, HeapTuple tuple, TupleDesc desc, TradeColumns *cols)
-{
-	Datum		values[3];
-	bool		isnull[3];
-
-	values[0] = heap_getattr(tuple, cols->atomic_event_id, desc, &isnull[0]);
-	values[1] = heap_getattr(tuple, cols->trade_id, desc, &isnull[1]);
-	values[2] = heap_getattr(tuple, cols->bot_id, desc, &isnull[2]);
-	if (isnull[0] || isnull[1] || isnull[2])
-		return false;
-	return bidguard_event_on_record(nspid, BG_PLAN_TRADE_ADMITTED, values);
-}
-
-/*
  * The hooks of bidguard_trades' cooldown guard (cooldown.c has the row logic):
  * the key is bot_id, its lock the bot's lock, its cooldown the bot's in
  * bidguard_bots, and failed trades do not count.
@@ -723,14 +701,6 @@ trades_guard_check_fill(CooldownGuard *g, HeapTuple tuple, TimestampTz created_a
 
 	(void) tuple;
 	check_fill_time(tg->trade_id, created_at, filled_at, now, g->rel);
-}
-
-static bool
-trades_guard_already_admitted(CooldownGuard *g, HeapTuple tuple)
-{
-	TradesGuard *tg = g->arg;
-
-	return trade_was_admitted(tg->nspid, tuple, RelationGetDescr(g->rel), tg->cols);
 }
 
 /*
@@ -802,6 +772,16 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	tg.trade_id = DatumGetInt64(heap_getattr(newtuple, cols->trade_id, desc, &isnull));
 	tg.has_trade_id = !isnull;
 
+	/* A restored trade is kept as it was dumped, once its bot is there. */
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && bidguard_restoring(rel))
+	{
+		Datum		bot = heap_getattr(newtuple, cols->bot_id, desc, &isnull);
+
+		if (!isnull)
+			bidguard_restore_wait_for_bot(state->nspid, DatumGetInt64(bot), tg.trade_id);
+		return PointerGetDatum(newtuple);
+	}
+
 	memset(&g, 0, sizeof(g));
 	g.rel = rel;
 	g.key_attnum = cols->bot_id;
@@ -813,7 +793,6 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	g.decide = trades_guard_decide;
 	g.violation = trades_guard_violation;
 	g.check_fill = trades_guard_check_fill;
-	g.already_admitted = trades_guard_already_admitted;
 	g.arg = &tg;
 
 	newtuple = bidguard_cooldown_guard_row(&g, trigdata, &admitted_under);

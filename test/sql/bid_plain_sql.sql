@@ -82,21 +82,46 @@ SELECT e.occurred_at = b.created_at AS event_at_creation
   FROM bidguard_bids AS b JOIN bidguard_events AS e ON e.event_id = b.atomic_event_id
  WHERE b.marketplace_id = 'sql' AND b.posting_id = 'p6';
 
--- ... except for a bid being restored: its creation event is on record, and
--- it keeps its own (pg_restore loads the events first)
-CREATE TEMP TABLE saved AS SELECT * FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
-ALTER TABLE bidguard_bids DISABLE TRIGGER bidguard_bids_audit_delete;
-DELETE FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
-ALTER TABLE bidguard_bids ENABLE TRIGGER bidguard_bids_audit_delete;
-UPDATE saved SET created_at = '2001-02-03 04:05:06+00', updated_at = '2001-02-03 04:05:07+00';
-INSERT INTO bidguard_bids SELECT * FROM saved;
-SELECT created_at = '2001-02-03 04:05:06+00' AS kept_created, updated_at = '2001-02-03 04:05:07+00' AS kept_updated
-  FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
--- a bid deleted (and audited as deleted) and inserted again is a new insert
-DELETE FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
+-- ... except for a bid being restored: loaded by a COPY of every column by
+-- the table's owner, as pg_restore loads it, it keeps its own times and
+-- writes no event (its events are restored with bidguard_events)
+SELECT count(*) AS events_before FROM bidguard_events \gset
+COPY bidguard_bids (bid_id, marketplace_id, posting_id, status, bid_data, status_reason, atomic_event_id, created_at, updated_at) FROM stdin;
+900001	sql	restored-1	submitted	{"k": 1}	\N	00000000-0000-0000-0000-000000900001	2001-02-03 04:05:06+00	2001-02-03 04:05:07+00
+\.
+COPY bidguard_bids FROM stdin;
+900002	sql	restored-2	won	{}	kept	00000000-0000-0000-0000-000000900002	2001-02-03 05:00:00+00	2001-02-03 06:00:00+00
+\.
+SELECT bid_id, status, created_at = '2001-02-03 04:05:06+00' OR created_at = '2001-02-03 05:00:00+00' AS kept_created,
+       updated_at - created_at AS kept_gap
+  FROM bidguard_bids WHERE posting_id LIKE 'restored-%' ORDER BY bid_id;
+SELECT count(*) - :events_before AS events_written FROM bidguard_events;
+-- a COPY of some columns is an ordinary insert: stamped, and audited
+COPY bidguard_bids (marketplace_id, posting_id, created_at) FROM stdin;
+sql	copied-some	2001-02-03 04:05:06+00
+\.
+SELECT created_at > '2020-01-01' AS stamped,
+       EXISTS (SELECT 1 FROM bidguard_events AS e WHERE e.event_id = b.atomic_event_id) AS audited
+  FROM bidguard_bids AS b WHERE posting_id = 'copied-some';
+-- so is an INSERT of every column, or a COPY of every column by a role that
+-- only may insert
+CREATE TEMP TABLE saved AS SELECT * FROM bidguard_bids WHERE posting_id = 'restored-1';
+DELETE FROM bidguard_bids WHERE posting_id = 'restored-1';
 INSERT INTO bidguard_bids SELECT * FROM saved;
 SELECT created_at > '2020-01-01' AS stamped_again
-  FROM bidguard_bids WHERE marketplace_id = 'sql' AND posting_id = 'p6';
+  FROM bidguard_bids WHERE posting_id = 'restored-1';
+CREATE ROLE regress_bidguard_loader;
+GRANT INSERT ON bidguard_bids TO regress_bidguard_loader;
+SET ROLE regress_bidguard_loader;
+COPY bidguard_bids FROM stdin;
+900003	sql	restored-3	pending	{}	\N	00000000-0000-0000-0000-000000900003	2001-02-03 04:05:06+00	2001-02-03 04:05:07+00
+\.
+RESET ROLE;
+SELECT created_at > '2020-01-01' AS stamped,
+       EXISTS (SELECT 1 FROM bidguard_events AS e WHERE e.event_id = b.atomic_event_id) AS audited
+  FROM bidguard_bids AS b WHERE posting_id = 'restored-3';
+REVOKE ALL ON bidguard_bids FROM regress_bidguard_loader;
+DROP ROLE regress_bidguard_loader;
 
 -- at most one active bid per posting, whatever happened above
 SELECT count(*) AS postings_with_two_active FROM bidguard_duplicate_active_bids;

@@ -249,21 +249,29 @@ SELECT count(*) AS trades_without_admission_event
                     WHERE e.event_id = t.atomic_event_id AND e.kind = 'trade_executed'
                       AND e.trade_id = t.trade_id);
 
--- a trade whose admission event is on record is not judged again (what
--- pg_restore does: events first, then trades), even under a longer cooldown
+-- a restored trade (a COPY of every column by the table's owner, as
+-- pg_restore loads it) is kept as it was and not judged again, even under a
+-- longer cooldown; it writes no event (its events are restored with
+-- bidguard_events)
 SELECT bidguard_set_cooldown(10, '1 day');
-CREATE TEMP TABLE saved AS SELECT * FROM bidguard_trades WHERE bot_id = 10;
-ALTER TABLE bidguard_trades DISABLE TRIGGER bidguard_trades_audit_delete;
-DELETE FROM bidguard_trades WHERE bot_id = 10;
-ALTER TABLE bidguard_trades ENABLE TRIGGER bidguard_trades_audit_delete;
-INSERT INTO bidguard_trades SELECT * FROM saved;
-SELECT count(*) AS restored FROM bidguard_trades WHERE bot_id = 10;
+SELECT count(*) AS events_before FROM bidguard_events \gset
+COPY bidguard_trades (trade_id, bot_id, status, trade_data, status_reason, atomic_event_id, created_at, filled_at, cooldown) FROM stdin;
+900001	10	filled	{}	\N	00000000-0000-0000-0000-000000900011	2026-01-03 10:00:00+00	2026-01-03 10:00:30+00	00:01:00
+900002	10	open	{"r": 2}	\N	00000000-0000-0000-0000-000000900012	2026-01-03 10:01:00+00	\N	00:01:00
+\.
+SELECT trade_id, status, created_at, filled_at, cooldown
+  FROM bidguard_trades WHERE trade_id >= 900001 ORDER BY trade_id;
+SELECT count(*) - :events_before AS events_written FROM bidguard_events;
 -- a new trade is judged under the new cooldown (error)
 INSERT INTO bidguard_trades (bot_id) VALUES (10);
--- a trade deleted (and audited as deleted) and inserted again is judged (error)
-DELETE FROM bidguard_trades WHERE bot_id = 10 AND created_at = '2026-01-02 10:00:00+00';
-INSERT INTO bidguard_trades SELECT * FROM saved WHERE created_at = '2026-01-02 10:00:00+00';
-SELECT count(*) AS left_after_copy FROM bidguard_trades WHERE bot_id = 10;
+-- so is an INSERT of every column, and a COPY of some (error)
+CREATE TEMP TABLE saved AS SELECT * FROM bidguard_trades WHERE trade_id = 900002;
+DELETE FROM bidguard_trades WHERE trade_id = 900002;
+INSERT INTO bidguard_trades SELECT * FROM saved;
+COPY bidguard_trades (trade_id, bot_id, created_at) FROM stdin;
+900003	10	2026-01-03 10:02:00+00
+\.
+SELECT count(*) AS left_after_copy FROM bidguard_trades WHERE trade_id >= 900001;
 
 -- only superusers may stop the clock (error)
 CREATE ROLE regress_bidguard_trader;

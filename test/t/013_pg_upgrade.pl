@@ -60,160 +60,6 @@ if ($old_pg_config eq '')
 
 my $new_major = $new_version->major;
 
-# An application table under both kinds of guard, and a trade just now under a
-# day's cooldown: after the upgrade the bot must still be inside it.
-my $app_sql = q{
-SELECT bidguard_set_cooldown(42, '1 day');
-SELECT bidguard_try_trade(42, '{"before": "upgrade"}');
-CREATE TABLE app_orders (
-	order_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	account text NOT NULL,
-	placed_at timestamptz,
-	status text NOT NULL DEFAULT 'open'
-);
-SELECT bidguard_guard_cooldown('app_orders', 'account', 'placed_at', '1 hour');
-SELECT bidguard_guard_unique_active('app_orders', '{account}', 'status', '{open}');
-INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-1', now(), 'open');
-INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-2', now() - interval '2 hours', 'done');
-INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-4', now() - interval '3 hours', 'open');
-};
-my $app_fp_sql = q{
-	SELECT count(*) || ' orders ' || md5(coalesce(string_agg(o::text, E'\n' ORDER BY o.order_id), ''))
-	  FROM app_orders AS o};
-my $guards_sql = q{SELECT string_agg(g::text, E'\n' ORDER BY g::text) FROM bidguard_guards AS g};
-# Every object of the extension, as this server describes it: functions
-# with their definitions, tables with columns, constraints, indexes,
-# triggers and privileges, views, sequences.  Compared between an upgraded
-# or restored database and a fresh CREATE EXTENSION on the same server.
-# Privileges are compared as what they grant: an ACL equal to the default is
-# NULL after pg_upgrade but explicit after the install script's REVOKE, and
-# the default itself changed (17 added MAINTAIN).
-my $acl = q{(SELECT string_agg(g.p, ',' ORDER BY g.p)
-	          FROM (SELECT coalesce(nullif(x.grantee, 0)::regrole::text, 'PUBLIC') || ':'
-	                       || x.privilege_type || ':' || x.is_grantable AS p
-	                  FROM aclexplode(coalesce(%s, acldefault(%s, %s))) AS x) AS g)};
-my $objects_sql = q{
-	WITH m AS (
-		SELECT d.classid, d.objid
-		  FROM pg_depend AS d JOIN pg_extension AS x ON x.oid = d.refobjid
-		 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-		   AND x.extname = 'bidguard')
-	SELECT string_agg(line, E'\n' ORDER BY line) FROM (
-		SELECT pg_describe_object(m.classid, m.objid, 0) || ': '
-		       || pg_get_functiondef(m.objid) || ' acl ' || coalesce(} . sprintf($acl, 'p.proacl', q{'f'}, 'p.proowner') . q{, '-') AS line
-		  FROM m JOIN pg_proc AS p ON p.oid = m.objid
-		 WHERE m.classid = 'pg_proc'::regclass
-		UNION ALL
-		SELECT pg_describe_object(m.classid, m.objid, 0) || ': kind ' || c.relkind::text
-		       || ' acl ' || coalesce(} . sprintf($acl, 'c.relacl',
-		q{CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char"}, 'c.relowner') . q{, '-')
-		       || coalesce(' view ' || pg_get_viewdef(c.oid), '')
-		  FROM m JOIN pg_class AS c ON c.oid = m.objid
-		 WHERE m.classid = 'pg_class'::regclass
-		UNION ALL
-		SELECT c.relname || ' column ' || a.attnum || ' ' || a.attname || ' '
-		       || format_type(a.atttypid, a.atttypmod) || ' notnull ' || a.attnotnull
-		       || ' identity ' || a.attidentity::text
-		       || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
-		  FROM m JOIN pg_class AS c ON c.oid = m.objid
-		  JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-		  LEFT JOIN pg_attrdef AS ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
-		 WHERE m.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'v')
-		UNION ALL
-		SELECT c.relname || ' constraint ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
-		       || ' deferrable ' || k.condeferrable || ' deferred ' || k.condeferred
-		  FROM m JOIN pg_class AS c ON c.oid = m.objid
-		  JOIN pg_constraint AS k ON k.conrelid = c.oid
-		 WHERE m.classid = 'pg_class'::regclass AND k.contype <> 'n'
-		UNION ALL
-		SELECT c.relname || ' index ' || pg_get_indexdef(i.indexrelid)
-		  FROM m JOIN pg_class AS c ON c.oid = m.objid
-		  JOIN pg_index AS i ON i.indrelid = c.oid
-		 WHERE m.classid = 'pg_class'::regclass
-		UNION ALL
-		SELECT c.relname || ' trigger ' || pg_get_triggerdef(t.oid) || ' enabled ' || t.tgenabled::text
-		  FROM m JOIN pg_class AS c ON c.oid = m.objid
-		  JOIN pg_trigger AS t ON t.tgrelid = c.oid AND NOT t.tgisinternal
-		 WHERE m.classid = 'pg_class'::regclass
-		UNION ALL
-		SELECT 'config dump ' || x.extconfig::regclass[]::text || ' ' || coalesce(x.extcondition::text, '')
-		       || ' version ' || x.extversion || ' relocatable ' || x.extrelocatable
-		  FROM pg_extension AS x WHERE x.extname = 'bidguard'
-	) AS all_objects};
-
-# The guards, on a database copied from the old cluster (upgraded or
-# restored) and running on this server.
-sub check_copy
-{
-	my ($node, $db, $label, $src) = @_;
-
-	is($node->safe_psql($db, $FINGERPRINT_SQL), $src->{fp},
-		"$label: every row of bids, events, bots and trades is identical");
-	is($node->safe_psql($db, $app_fp_sql), $src->{app},
-		"$label: every row of the application's guarded table is identical");
-	is($node->safe_psql($db, $guards_sql), $src->{guards},
-		"$label: bidguard_guards lists the same guards");
-
-	$node->safe_psql('postgres', "DROP DATABASE IF EXISTS fresh");
-	$node->safe_psql('postgres', "CREATE DATABASE fresh");
-	$node->safe_psql('fresh', 'CREATE EXTENSION bidguard');
-	my $fresh = $node->safe_psql('fresh', $objects_sql);
-	my $copy = $node->safe_psql($db, $objects_sql);
-	ok(length($fresh) > 1000, "$label: the catalog description of a fresh install is not empty");
-	is($copy, $fresh,
-		"$label: the extension's objects are exactly those of a fresh install on this server");
-
-	check_bid_invariants($node, $label, dbname => $db);
-	is($node->safe_psql($db, 'SELECT count(*) FROM bidguard_cooldown_violations'),
-		'0', "$label: bidguard_cooldown_violations is empty");
-
-	# One active bid per posting, by function and by plain SQL.
-	my ($ret, $out, $err) = $node->psql($db,
-		q{INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('fn', 'posting-1')});
-	like($err, qr/bidguard_bids_one_active/,
-		"$label: a second active bid for an old posting is refused");
-	is( $node->safe_psql(
-			$db, q{
-		SELECT NOT c.created AND c.bid_id = b.bid_id
-		  FROM bidguard_create_bid('fn', 'posting-2') AS c, bidguard_bids AS b
-		 WHERE (b.marketplace_id, b.posting_id) = ('fn', 'posting-2') AND b.status = 'submitted'}),
-		't', "$label: create_bid returns the old active bid");
-	cmp_ok($node->safe_psql($db, q{SELECT bid_id FROM bidguard_create_bid('fn', 'after upgrade')}),
-		'>', $src->{max_bid}, "$label: a new bid's id goes on after the old ones");
-
-	# The cooldown runs from the trade made on the old server.
-	is( $node->safe_psql(
-			$db, q{
-		SELECT reason || ' ' || (retry_after > interval '23 hours')
-		  FROM bidguard_try_trade(42)}),
-		'cooldown true',
-		"$label: the bot traded on the old server is still inside its cooldown");
-	($ret, $out, $err) = $node->psql($db,
-		q{INSERT INTO bidguard_trades (bot_id) VALUES (42)});
-	like($err, qr/bidguard_trade_cooldown|inside its cooldown/,
-		"$label: a plain INSERT of a trade inside that cooldown is refused");
-	is($node->safe_psql($db, q{SELECT reason FROM bidguard_try_trade(8)}),
-		'executed', "$label: a bot with no cooldown still trades");
-
-	# The application's table: the cooldown guard and the unique-active guard.
-	($ret, $out, $err) = $node->psql($db,
-		q{INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-1', now(), 'done')});
-	like($err, qr/is inside the cooldown of key \(account\)=\(acct-1\)/,
-		"$label: the application's cooldown guard refuses a row inside the hour");
-	($ret, $out, $err) = $node->psql($db,
-		q{INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-4', now(), 'open')});
-	like($err, qr/duplicate key value violates unique constraint/,
-		"$label: the application's unique-active guard refuses a second open order");
-	is($node->safe_psql($db, q{INSERT INTO app_orders (account, placed_at) VALUES ('acct-3', now()) RETURNING status}),
-		'open', "$label: an order outside every guard is accepted");
-
-	# Preloaded on this server: the statistics count.
-	cmp_ok($node->safe_psql($db, 'SELECT trades_rejected_cooldown FROM bidguard_stats'),
-		'>=', 1, "$label: bidguard_stats counts on this server");
-	is(bidguard_locks_held($node, $db), '0', "$label: no bidguard lock is left held");
-	return;
-}
-
 my @old_pg_configs = split /:/, $old_pg_config;
 upgrade_from($_) for 0 .. $#old_pg_configs;
 
@@ -238,12 +84,8 @@ sub upgrade_from
 	$old->safe_psql('postgres', 'CREATE DATABASE app');
 	$old->safe_psql('app', 'CREATE EXTENSION bidguard');
 	fill_sample_data($old, 'app');
-	$old->safe_psql('app', $app_sql);
-	my %src = (
-		fp => $old->safe_psql('app', $FINGERPRINT_SQL),
-		app => $old->safe_psql('app', $app_fp_sql),
-		guards => $old->safe_psql('app', $guards_sql),
-		max_bid => $old->safe_psql('app', 'SELECT max(bid_id) FROM bidguard_bids'));
+	$old->safe_psql('app', $APP_TABLE_SQL);
+	my %src = %{ source_figures($old, 'app') };
 	note "$from: $src{fp}; $src{app}";
 	# (The sample's cooldown was raised after its trades: history is closer
 	# than today's cooldown on purpose, so check_trade_invariants does not
@@ -275,7 +117,7 @@ sub upgrade_from
 	$restored->safe_psql('postgres', 'CREATE DATABASE app_old_dump');
 	$restored->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'app_old_dump', $dump ],
 		"$from: pg_restore $new_major of it");
-	check_copy($restored, 'app_old_dump', "$from: pg_dump $old_major, pg_restore $new_major", \%src);
+	check_restored_copy($restored, 'app_old_dump', "$from: pg_dump $old_major, pg_restore $new_major", \%src);
 
 	# 2. This server's pg_dump and pg_restore, as the documentation advises.
 	$dump = $restored->basedir . '/app-new-pg_dump.dump';
@@ -288,7 +130,7 @@ sub upgrade_from
 		  '-d', 'app_new_dump', $dump ]);
 	expect_ok($attver_break, $todo_why, $restore_ok,
 		"$from: pg_restore $new_major of this server's dump",
-		sub { check_copy($restored, 'app_new_dump', "$from: pg_dump and pg_restore $new_major", \%src) });
+		sub { check_restored_copy($restored, 'app_new_dump', "$from: pg_dump and pg_restore $new_major", \%src) });
 	$restored->stop;
 
 	# 3. pg_upgrade.  An old cluster without data checksums (initdb's default
@@ -320,7 +162,7 @@ lock_timeout = '60s'
 					'app', q{SELECT extversion FROM pg_extension WHERE extname = 'bidguard'}),
 				'1.0', "$from: the upgraded database has bidguard 1.0");
 			$new->safe_psql('app', 'ALTER EXTENSION bidguard UPDATE');
-			check_copy($new, 'app', "$from: pg_upgrade to $new_major", \%src);
+			check_restored_copy($new, 'app', "$from: pg_upgrade to $new_major", \%src);
 			$new->stop;
 		});
 	return;
