@@ -77,8 +77,8 @@ $$;
 -- (c) PL/pgSQL with what bidguard keeps besides the guard, written the way a
 -- careful user would: the same rules on the rows (CHECKs, a unique
 -- idempotency key, a foreign key to the bots), and an audit event per change
--- in the same transaction, with a deferred foreign key from the row to its
--- creation event.  The events are written by the functions themselves, not by
+-- in the same transaction (as bidguard, no foreign key from the row to its
+-- creation event: the code writes both).  The events are written by the functions themselves, not by
 -- a trigger, so plain SQL is not audited: cheaper than bidguard, and weaker.
 -- Ids are gen_random_uuid(), what PostgreSQL 15 offers.  These peers answer
 -- "what does the guard cost once the rest is the same?"
@@ -107,8 +107,7 @@ CREATE TABLE peer_audited_bids (
                     CHECK (status IN ('pending', 'submitted', 'won', 'lost', 'withdrawn', 'expired', 'failed')),
     bid_data        jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(bid_data) = 'object'),
     status_reason   text,
-    atomic_event_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE
-                    REFERENCES peer_audit_events (event_id) DEFERRABLE INITIALLY DEFERRED,
+    atomic_event_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     updated_at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
@@ -149,8 +148,7 @@ CREATE TABLE peer_audited_trades (
     status          text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'filled', 'failed')),
     trade_data      jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(trade_data) = 'object'),
     status_reason   text,
-    atomic_event_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE
-                    REFERENCES peer_audit_events (event_id) DEFERRABLE INITIALLY DEFERRED,
+    atomic_event_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
     created_at      timestamptz NOT NULL,
     filled_at       timestamptz,
     cooldown        interval
