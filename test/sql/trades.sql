@@ -3,7 +3,9 @@
 -- bidguard_fill_trade, bidguard_fail_trade, and the cooldown trigger
 --
 -- Time is pinned with the superuser-only bidguard.test_clock so that the
--- boundaries are exact.
+-- boundaries are exact.  Trade ids start at 1000, whatever earlier files
+-- did (stats.sql makes trades only when bidguard is preloaded).
+SELECT setval(pg_catalog.pg_get_serial_sequence('bidguard_trades', 'trade_id'), 1000, false) AS first_trade_id;
 
 -- err(q): run q, show the SQLSTATE, table and constraint a driver would see
 CREATE FUNCTION pg_temp.err(q text) RETURNS text
