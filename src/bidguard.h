@@ -8,8 +8,9 @@
  * its cooldown.  The guards are transaction-scoped heavyweight locks of a
  * class of bidguard's own (locks.c), row locks, a partial unique index and
  * triggers.  The bid functions are in bids.c, the bid statuses and
- * bidguard_bids' trigger in bid_status.c (bids.h), the trade functions and
- * bidguard_trades' trigger in trades.c, the cooldown trigger's row logic in
+ * bidguard_bids' trigger in bid_status.c (bids.h), the trade decision and
+ * functions in trades.c and bidguard_trades' trigger in trade_trigger.c
+ * (trades.h), the restore rule in restore.c, the cooldown trigger's row logic in
  * cooldown.c, the guards on the application's tables in guard_trigger.c and
  * guard_admin.c (guards.h), the audit trail and ids in events.c, the
  * statistics in stats.c, and what they share (argument checks, the SPI plan

@@ -592,6 +592,8 @@ guard_violation(CooldownGuard *g, Datum key, TimestampTz at, Interval *cooldown,
 			 errdetail("Key %s has a cooldown of %s and has a row within it; a row at %s must wait %s more.",
 					   keytext, bidguard_interval_text(cooldown),
 					   timestamptz_to_str(at), bidguard_interval_text(retry)),
+			 errhint("ON CONFLICT cannot absorb this error: the cooldown is checked by the trigger %s, not by an index.",
+					 GUARD_TRIGGER_NAME),
 			 errtableconstraint(g->rel, GUARD_TRIGGER_NAME)));
 }
 

@@ -311,6 +311,7 @@ bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms)
  * USER lock class, keyed by bidguard_lock_key(namespace, key): true when
  * held (also when this transaction held it already), false when not
  * obtained within "wait" ('0' = try once, NULL = as lock_timeout allows).
+ * namespace and key are 1 to 256 characters, as ids are (22023).
  * It is released when the transaction ends; there is no unlock.  Allowed in
  * read-only transactions and on standbys, like pg_advisory_xact_lock().
  */
@@ -322,10 +323,8 @@ bidguard_lock(PG_FUNCTION_ARGS)
 	text	   *key;
 	int			wait_ms;
 
-	bidguard_arg_not_null(fcinfo, 0, "namespace");
-	bidguard_arg_not_null(fcinfo, 1, "key");
-	ns = PG_GETARG_TEXT_PP(0);
-	key = PG_GETARG_TEXT_PP(1);
+	ns = bidguard_arg_id(fcinfo, 0, "namespace");
+	key = bidguard_arg_id(fcinfo, 1, "key");
 	wait_ms = PG_ARGISNULL(2) ? -1 : bidguard_arg_wait_ms(PG_GETARG_INTERVAL_P(2));
 	if (IsInParallelMode())
 		ereport(ERROR,

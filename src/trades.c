@@ -3,6 +3,8 @@
  * trades.c
  *	  The trade guard: two counting trades of one bot are never closer than
  *	  the bot's cooldown, through bidguard_try_trade and plain SQL alike.
+ *	  Here: the decision (trade_decide) and the functions; bidguard_trades'
+ *	  trigger, which applies the same rule to plain SQL, is trade_trigger.c.
  *
  * A trade counts unless its status is 'failed'.  Its effective time is
  * coalesce(filled_at, created_at).  A trade may be admitted at time t when
@@ -71,19 +73,10 @@
 #include "utils/uuid.h"
 
 #include "bidguard.h"
+#include "trades.h"
 
-/*
- * Set by bidguard_try_trade around its own INSERT, which it has already
- * judged under the bot's lock, so that the trigger does not judge it again.
- */
-typedef struct TradeAdmission
-{
-	bool		active;
-	int64		bot_id;
-	TimestampTz created_at;
-} TradeAdmission;
-
-static TradeAdmission admission = {false, 0, 0};
+/* (trades.h) */
+TradeAdmission trade_admission = {false, 0, 0};
 
 static void
 raise_unknown_bot(int64 bot_id, Relation rel)
@@ -244,7 +237,7 @@ trade_decide_in(TradeRels *r, int64 bot_id, TimestampTz at, int64 exclude_trade_
  * disagree on the bot or on the decision, that is 40001; otherwise the
  * latest values are returned.
  */
-static void
+void
 trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 			 bool exclude, Relation rel, Interval **cooldown, Interval **retry)
 {
@@ -296,6 +289,34 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 	{
 		*retry = SPI_palloc(sizeof(Interval));
 		memcpy(*retry, rt, sizeof(Interval));
+	}
+}
+
+/*
+ * trade_check_privileges
+ *		trade_decide reads bidguard_bots and bidguard_trades directly, past
+ *		the privilege checks SQL would make: bidguard_try_trade asks for
+ *		them first, before any lock is queued, so that a role that may not
+ *		read the bots or record trades learns nothing from its answers
+ *		(42501).
+ */
+static void
+trade_check_privileges(Oid nspid)
+{
+	const BidguardTradeRelids *ids = bidguard_trade_relids(nspid);
+	static const struct
+	{
+		bool		bots;
+		AclMode		mode;
+	}			needed[] = {{true, ACL_SELECT}, {false, ACL_SELECT}, {false, ACL_INSERT}};
+
+	for (size_t i = 0; i < lengthof(needed); i++)
+	{
+		Oid			relid = needed[i].bots ? ids->bots : ids->trades;
+		AclResult	r = pg_class_aclcheck(relid, GetUserId(), needed[i].mode);
+
+		if (r != ACLCHECK_OK)
+			aclcheck_error(r, OBJECT_TABLE, get_rel_name(relid));
 	}
 }
 
@@ -372,6 +393,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 	wait_ms = PG_ARGISNULL(2) ? -1 : bidguard_arg_wait_ms(PG_GETARG_INTERVAL_P(2));
 
 	bidguard_check_writable("bidguard_try_trade()");
+	trade_check_privileges(nspid);
 
 	if (!bidguard_try_lock(BIDGUARD_LOCK_CLASS_BOT, (uint64) bot_id, wait_ms))
 	{
@@ -401,9 +423,9 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 			ivalues[2] = TimestampTzGetDatum(now);
 			ivalues[3] = IntervalPGetDatum(cooldown);
 
-			admission.active = true;
-			admission.bot_id = bot_id;
-			admission.created_at = now;
+			trade_admission.active = true;
+			trade_admission.bot_id = bot_id;
+			trade_admission.created_at = now;
 			PG_TRY();
 			{
 				bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_INSERT_TRADE),
@@ -412,7 +434,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 			}
 			PG_FINALLY();
 			{
-				admission.active = false;
+				trade_admission.active = false;
 			}
 			PG_END_TRY();
 
@@ -453,7 +475,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
  *		free the bot at once.  22023 for the function's argument; for plain
  *		SQL ("rel" given), 23514 with constraint bidguard_trade_fill_time.
  */
-static void
+void
 check_fill_time(int64 trade_id, TimestampTz created_at, TimestampTz filled_at,
 				TimestampTz now, Relation rel)
 {
@@ -627,185 +649,4 @@ Datum
 bidguard_fail_trade(PG_FUNCTION_ARGS)
 {
 	return trade_finish(fcinfo, "failed", false);
-}
-
-/* Column numbers of bidguard_trades the cooldown trigger reads. */
-typedef struct TradeColumns
-{
-	int			trade_id;
-	int			bot_id;
-	int			status;
-	int			atomic_event_id;
-	int			created_at;
-	int			filled_at;
-	int			cooldown;
-} TradeColumns;
-
-/*
- * The hooks of bidguard_trades' cooldown guard (cooldown.c has the row logic):
- * the key is bot_id, its lock the bot's lock, its cooldown the bot's in
- * bidguard_bots, and failed trades do not count.
- */
-typedef struct TradesGuard
-{
-	Oid			nspid;
-	TradeColumns *cols;
-	int64		trade_id;		/* the row's, excluded from its own check */
-	bool		has_trade_id;
-} TradesGuard;
-
-static pg_noreturn void trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
-								   Interval *cooldown, Interval *retry);
-
-static void
-trades_guard_lock(CooldownGuard *g, Datum key)
-{
-	(void) g;
-	bidguard_lock_bot(DatumGetInt64(key));
-}
-
-static Interval *
-trades_guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
-					Interval **cooldown)
-{
-	TradesGuard *tg = g->arg;
-	Interval   *retry;
-
-	(void) self;				/* excluded by trade_id */
-	trade_decide(tg->nspid, DatumGetInt64(key), at, tg->trade_id, tg->has_trade_id,
-				 g->rel, cooldown, &retry);
-	return retry;
-}
-
-static void
-trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at, Interval *cooldown,
-					   Interval *retry)
-{
-	int64		bot_id = DatumGetInt64(key);
-
-	ereport(ERROR,
-			(errcode(ERRCODE_EXCLUSION_VIOLATION),
-			 errmsg("trade of bot %lld is inside its cooldown", (long long) bot_id),
-			 errdetail("Bot %lld has a cooldown of %s and traded within it; a trade at %s must wait %s more.",
-					   (long long) bot_id, bidguard_interval_text(cooldown),
-					   timestamptz_to_str(at), bidguard_interval_text(retry)),
-			 errhint("bidguard_try_trade() admits trades without raising errors and says how long to wait."),
-			 errtableconstraint(g->rel, "bidguard_trade_cooldown")));
-}
-
-static void
-trades_guard_check_fill(CooldownGuard *g, HeapTuple tuple, TimestampTz created_at,
-						TimestampTz filled_at, TimestampTz now)
-{
-	TradesGuard *tg = g->arg;
-
-	(void) tuple;
-	check_fill_time(tg->trade_id, created_at, filled_at, now, g->rel);
-}
-
-/*
- * bidguard_trades_cooldown_trigger()
- *
- * BEFORE INSERT OR UPDATE FOR EACH ROW on bidguard_trades.  For an INSERT,
- * and for an UPDATE that changes bot_id or created_at or makes a failed
- * trade count again, it takes the bot's lock (waiting as lock_timeout
- * allows: 55P03), stamps a missing created_at with the server clock, and
- * rejects a counting trade within the cooldown of another, either side
- * (23P01, constraint bidguard_trade_cooldown).  Unknown bot: 23503.  The row
- * logic is cooldown.c's, the same as on a table guarded with
- * bidguard_guard_cooldown(); an admitted row records the cooldown it was
- * admitted under.
- */
-PG_FUNCTION_INFO_V1(bidguard_trades_cooldown_trigger);
-Datum
-bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	BidguardCallState *state;
-	TradeColumns *cols;
-	Relation	rel;
-	TupleDesc	desc;
-	HeapTuple	newtuple;
-	bool		isnull;
-	CooldownGuard g;
-	TradesGuard tg;
-	Interval   *admitted_under;
-
-	if (!bidguard_fired_before_row_ins_upd(fcinfo))
-		bidguard_trigger_misuse("bidguard_trades_cooldown_trigger",
-								"BEFORE INSERT OR UPDATE FOR EACH ROW");
-
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
-	state = bidguard_call_state(fcinfo);
-	cols = (TradeColumns *) state->columns;
-	if (cols == NULL)
-	{
-		cols = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TradeColumns));
-		cols->trade_id = bidguard_column(rel, "trade_id");
-		cols->bot_id = bidguard_column(rel, "bot_id");
-		cols->status = bidguard_column(rel, "status");
-		cols->atomic_event_id = bidguard_column(rel, "atomic_event_id");
-		cols->created_at = bidguard_column(rel, "created_at");
-		cols->filled_at = bidguard_column(rel, "filled_at");
-		cols->cooldown = bidguard_column(rel, "cooldown");
-		state->columns = cols;
-	}
-
-	newtuple = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ?
-		trigdata->tg_trigtuple : trigdata->tg_newtuple;
-
-	/* bidguard_try_trade's own insert, judged already */
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && admission.active)
-	{
-		Datum		bot = heap_getattr(newtuple, cols->bot_id, desc, &isnull);
-		bool		created_isnull;
-		Datum		created = heap_getattr(newtuple, cols->created_at, desc, &created_isnull);
-
-		if (!isnull && DatumGetInt64(bot) == admission.bot_id && !created_isnull &&
-			DatumGetTimestampTz(created) == admission.created_at)
-			return PointerGetDatum(newtuple);
-	}
-
-	tg.nspid = state->nspid;
-	tg.cols = cols;
-	tg.trade_id = DatumGetInt64(heap_getattr(newtuple, cols->trade_id, desc, &isnull));
-	tg.has_trade_id = !isnull;
-
-	/* A restored trade is kept as it was dumped, once its bot is there. */
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && bidguard_restoring(rel))
-	{
-		Datum		bot = heap_getattr(newtuple, cols->bot_id, desc, &isnull);
-
-		if (!isnull)
-			bidguard_restore_wait_for_bot(state->nspid, DatumGetInt64(bot), tg.trade_id);
-		return PointerGetDatum(newtuple);
-	}
-
-	memset(&g, 0, sizeof(g));
-	g.rel = rel;
-	g.key_attnum = cols->bot_id;
-	g.key_type = INT8OID;
-	g.time_attnum = cols->created_at;
-	g.fill_attnum = cols->filled_at;
-	g.status_attnum = cols->status;
-	g.lock = trades_guard_lock;
-	g.decide = trades_guard_decide;
-	g.violation = trades_guard_violation;
-	g.check_fill = trades_guard_check_fill;
-	g.arg = &tg;
-
-	newtuple = bidguard_cooldown_guard_row(&g, trigdata, &admitted_under);
-
-	/* Admitted: record the cooldown it was admitted under. */
-	if (admitted_under != NULL)
-	{
-		int			attnum = cols->cooldown;
-		Datum		d = IntervalPGetDatum(admitted_under);
-		bool		n = false;
-
-		newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum, &d, &n);
-	}
-
-	return PointerGetDatum(newtuple);
 }

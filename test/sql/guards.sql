@@ -651,12 +651,16 @@ SET TimeZone = 'UTC';
 SELECT pg_temp.err($$INSERT INTO dst VALUES (1, '2026-03-09 03:30:00+00')$$, false);
 RESET TimeZone;
 SELECT pg_temp.err($$INSERT INTO dst VALUES (1, '2026-03-09 04:00:00+00')$$, false);
--- and so is bidguard_trades'
+-- and so is bidguard_trades' (at a clock after both: admission times are
+-- never in the future)
+SELECT pg_catalog.current_setting('bidguard.test_clock') AS saved_clock \gset
+SET bidguard.test_clock = '2026-03-10 00:00:00+00';
 SELECT bidguard_set_cooldown(990001, '1 day');
 INSERT INTO bidguard_trades (bot_id, created_at) VALUES (990001, '2026-03-08 04:00:00+00');
 SET TimeZone = 'America/New_York';
 SELECT pg_temp.err($$INSERT INTO bidguard_trades (bot_id, created_at) VALUES (990001, '2026-03-09 03:30:00+00')$$, false);
 RESET TimeZone;
+SET bidguard.test_clock = :'saved_clock';
 DROP TABLE dst;
 DELETE FROM bidguard_trades WHERE bot_id = 990001;
 DELETE FROM bidguard_bots WHERE bot_id = 990001;

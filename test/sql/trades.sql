@@ -97,6 +97,7 @@ UPDATE bidguard_trades SET status = 'filled', filled_at = '2026-01-01 08:00:00+0
 SELECT pg_temp.err(format('UPDATE bidguard_trades SET filled_at = %L WHERE trade_id = %s', '2026-01-01 14:00:00+00', :t4));
 SELECT changed, status FROM bidguard_fill_trade(:t4, '2026-01-01 13:30:00+00');
 -- moving created_at past the fill is refused too (error)
+SET bidguard.test_clock = '2026-01-01 13:31:00+00';
 UPDATE bidguard_trades SET created_at = '2026-01-01 13:30:00.5+00' WHERE trade_id = :t4;
 
 -- fill and fail are no-ops on a trade already there, and refuse the other way (error)
@@ -154,12 +155,19 @@ INSERT INTO bidguard_trades (bot_id) VALUES (10) RETURNING status, created_at;
 SET bidguard.test_clock = '2026-01-02 10:00:30+00';
 INSERT INTO bidguard_trades (bot_id) VALUES (10);
 SELECT pg_temp.err('INSERT INTO bidguard_trades (bot_id) VALUES (10)');
--- back-dating or future-dating past the guard (error)
+-- back-dating past the guard, before or after the other trade (error)
 INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 09:59:30+00');
+SET bidguard.test_clock = '2026-01-02 10:02:00+00';
 INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 10:00:59+00');
+-- an admission time in the future is refused (error: 23514
+-- bidguard_trade_admission_time): it would hold the cooldown from now on
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 10:30:00+00');
+SELECT pg_temp.err($$INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 10:30:00+00')$$);
+SELECT pg_temp.err($$UPDATE bidguard_trades SET created_at = '2026-01-03 00:00:00+00' WHERE bot_id = 10$$);
 -- a gap of exactly the cooldown, either side, is fine
 INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 09:59:00+00');
 INSERT INTO bidguard_trades (bot_id, created_at) VALUES (10, '2026-01-02 10:01:00+00');
+SET bidguard.test_clock = '2026-01-02 10:00:30+00';
 -- a failed trade may be recorded anywhere
 INSERT INTO bidguard_trades (bot_id, status, created_at) VALUES (10, 'failed', '2026-01-02 10:00:10+00');
 -- the function sees trades inserted by plain SQL
@@ -183,7 +191,7 @@ SELECT pg_temp.err('INSERT INTO bidguard_trades (bot_id) VALUES (12345)');
 -- the table's own constraints (error)
 \set VERBOSITY terse
 INSERT INTO bidguard_trades (bot_id, status) VALUES (10, 'cancelled');
-INSERT INTO bidguard_trades (bot_id, trade_data, created_at) VALUES (10, '[]', '2030-01-01');
+INSERT INTO bidguard_trades (bot_id, trade_data, created_at) VALUES (10, '[]', '2026-01-02 08:00:00+00');
 INSERT INTO bidguard_trades (bot_id) VALUES (NULL);
 INSERT INTO bidguard_bots (bot_id, cooldown) VALUES (20, '-1 s');
 \set VERBOSITY default
