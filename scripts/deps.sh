@@ -27,6 +27,7 @@
 #   libipc-run-perl                 IPC::Run, needed by PostgreSQL::Test::Utils
 #   prometheus-postgres-exporter    the exporter test/t/009_exporter.pl runs with
 #                                   monitoring/queries.yaml
+#   pgbouncer                       the pooler test/t/015_pgbouncer.pl runs bidguard behind
 #   perl                            prove (TAP::Harness)
 #   python3 python3-psycopg         the Python example client and `make demo`'s workers
 #   libpq-dev                       the C example client
@@ -77,6 +78,7 @@ packages+=(
     libtap-parser-sourcehandler-pgtap-perl
     libipc-run-perl
     prometheus-postgres-exporter
+    pgbouncer
     perl
     python3
     python3-psycopg
@@ -154,6 +156,7 @@ command -v pg_prove >/dev/null 2>&1 || need_file /nonexistent/pg_prove libtap-pa
 command -v prove >/dev/null 2>&1 || need_file /nonexistent/prove perl
 perl -MIPC::Run -e 1 >/dev/null 2>&1 || need_file /nonexistent/IPC::Run libipc-run-perl
 need_file /usr/bin/prometheus-postgres-exporter prometheus-postgres-exporter
+need_file /usr/sbin/pgbouncer pgbouncer
 command -v node >/dev/null 2>&1 || need_file /nonexistent/node nodejs
 command -v npm >/dev/null 2>&1 || need_file /nonexistent/npm npm
 
