@@ -370,9 +370,11 @@ bidguard_events_owner(Oid nspid)
  *		The relations and columns the trade decision reads directly, looked
  *		up once per backend and schema, and again after a relcache
  *		invalidation of any of them (a dropped and re-created extension, an
- *		ALTER TABLE).
+ *		ALTER TABLE, an ANALYZE).  Returned by value: opening one of the
+ *		relations accepts invalidation messages, whose callback clears the
+ *		cached copy, so a caller must not keep a pointer into it.
  */
-const BidguardTradeRelids *
+BidguardTradeRelids
 bidguard_trade_relids(Oid nspid)
 {
 	BidguardSchemaCache *c = bidguard_schema_cache(nspid);
@@ -398,7 +400,7 @@ bidguard_trade_relids(Oid nspid)
 				 c->nspname);
 		c->trade = t;
 	}
-	return &c->trade;
+	return c->trade;
 }
 
 /*

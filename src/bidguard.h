@@ -115,7 +115,7 @@ typedef struct BidguardTradeRelids
 } BidguardTradeRelids;
 
 /* bidguard.c */
-extern const BidguardTradeRelids *bidguard_trade_relids(Oid nspid);
+extern BidguardTradeRelids bidguard_trade_relids(Oid nspid);
 extern BidguardCallState *bidguard_call_state(FunctionCallInfo fcinfo);
 #define bidguard_schema(fcinfo) (bidguard_call_state(fcinfo)->nspid)
 extern SPIPlanPtr bidguard_plan(Oid nspid, BidguardPlanId id);

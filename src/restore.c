@@ -182,10 +182,10 @@ restore_bot_exists(const BidguardTradeRelids *ids, int64 bot_id)
 void
 bidguard_restore_wait_for_bot(Oid nspid, int64 bot_id, int64 trade_id)
 {
-	const BidguardTradeRelids *ids = bidguard_trade_relids(nspid);
+	const BidguardTradeRelids ids = bidguard_trade_relids(nspid);
 	bool		warned = false;
 
-	while (!restore_bot_exists(ids, bot_id))
+	while (!restore_bot_exists(&ids, bot_id))
 	{
 		if (!warned)
 		{

@@ -109,16 +109,16 @@ typedef struct TradeRels
 static void
 trade_rels_open(Oid nspid, TradeRels *r)
 {
-	const BidguardTradeRelids *ids = bidguard_trade_relids(nspid);
+	const BidguardTradeRelids ids = bidguard_trade_relids(nspid);
 
-	r->bots = table_open(ids->bots, AccessShareLock);
-	r->bots_pkey = index_open(ids->bots_pkey, AccessShareLock);
-	r->trades = table_open(ids->trades, AccessShareLock);
-	r->cooldown_idx = index_open(ids->cooldown_idx, AccessShareLock);
-	r->bot_cooldown = ids->bot_cooldown;
-	r->trade_id = ids->trade_id;
-	r->created_at = ids->created_at;
-	r->filled_at = ids->filled_at;
+	r->bots = table_open(ids.bots, AccessShareLock);
+	r->bots_pkey = index_open(ids.bots_pkey, AccessShareLock);
+	r->trades = table_open(ids.trades, AccessShareLock);
+	r->cooldown_idx = index_open(ids.cooldown_idx, AccessShareLock);
+	r->bot_cooldown = ids.bot_cooldown;
+	r->trade_id = ids.trade_id;
+	r->created_at = ids.created_at;
+	r->filled_at = ids.filled_at;
 }
 
 static void
@@ -303,7 +303,7 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 static void
 trade_check_privileges(Oid nspid)
 {
-	const BidguardTradeRelids *ids = bidguard_trade_relids(nspid);
+	const BidguardTradeRelids ids = bidguard_trade_relids(nspid);
 	static const struct
 	{
 		bool		bots;
@@ -312,7 +312,7 @@ trade_check_privileges(Oid nspid)
 
 	for (size_t i = 0; i < lengthof(needed); i++)
 	{
-		Oid			relid = needed[i].bots ? ids->bots : ids->trades;
+		Oid			relid = needed[i].bots ? ids.bots : ids.trades;
 		AclResult	r = pg_class_aclcheck(relid, GetUserId(), needed[i].mode);
 
 		if (r != ACLCHECK_OK)
