@@ -406,6 +406,25 @@ BEGIN
             CASE WHEN array_position(key_columns, NULL) IS NOT NULL THEN 'key_columns' ELSE 'active_statuses' END
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- every column named must be a column of the table (an empty name too)
+    SELECT c INTO keys
+      FROM unnest(key_columns || status_column) AS u(c)
+     WHERE NOT EXISTS (SELECT FROM pg_attribute AS a
+                        WHERE a.attrelid = tbl AND a.attname = u.c AND NOT a.attisdropped)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', keys, tbl
+            USING ERRCODE = 'undefined_column';
+    END IF;
+    SELECT c INTO keys
+      FROM unnest(key_columns || status_column) AS u(c)
+      JOIN pg_attribute AS a ON a.attrelid = tbl AND a.attname = u.c
+     WHERE a.attnum < 0
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'system column "%" cannot be guarded', keys
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT string_agg(format('%I', c), ', ' ORDER BY n) INTO keys
       FROM unnest(key_columns) WITH ORDINALITY AS u(c, n);
     -- rows with a NULL key never clash (a unique index holds NULLs distinct)
@@ -446,7 +465,7 @@ BEGIN
         RAISE EXCEPTION 'cooldown must not be negative'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOREACH eff IN ARRAY ARRAY[time_column, fill_column] LOOP
+    FOREACH eff IN ARRAY ARRAY[key_column, time_column, fill_column] LOOP
         IF eff IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute AS a
                                             WHERE a.attrelid = tbl AND a.attname = eff
                                               AND a.attnum > 0 AND NOT a.attisdropped) THEN

@@ -153,7 +153,11 @@ INSERT INTO inputs (sql, want, what) VALUES
 ($$SELECT bidguard_guard_unique_active('in_rows', '{k}', 'nope', '{open}')$$, '42703', 'guard_unique_active: no such status column'),
 ($$SELECT bidguard_guard_unique_active('in_rows', '{k}', 'status', $q${"o'); DROP TABLE in_rows; --"}$q$)$$, NULL, 'guard_unique_active: an injection string is only a status'),
 ($$SELECT * FROM bidguard_duplicate_active(NULL, '{k}', 'status', '{open}')$$, '22004', 'duplicate_active: NULL table'),
+($$SELECT * FROM bidguard_duplicate_active('in_rows', '{""}', 'status', '{open}')$$, '42703', 'duplicate_active: an empty key column name'),
+($$SELECT * FROM bidguard_duplicate_active('in_rows', '{k}', '', '{open}')$$, '42703', 'duplicate_active: an empty status column name'),
+($$SELECT * FROM bidguard_duplicate_active('in_rows', '{ctid}', 'status', '{open}')$$, '22023', 'duplicate_active: a system column'),
 ($$SELECT * FROM bidguard_cooldown_violations('in_rows', 'k', 'at', '-1 s')$$, '22023', 'cooldown_violations: negative cooldown'),
+($$SELECT * FROM bidguard_cooldown_violations('in_rows', '', 'at', '1 s')$$, '42703', 'cooldown_violations: an empty key column name'),
 -- plain SQL on bidguard's tables
 ($$INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('', 'p')$$, '23514', 'INSERT bid: empty marketplace_id'),
 ($$INSERT INTO bidguard_bids (marketplace_id, posting_id, status) VALUES ('m', 'p9', 'sold')$$, '23514', 'INSERT bid: unknown status'),
