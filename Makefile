@@ -10,6 +10,8 @@
 #   make demo                the same set-up, then the races with and without bidguard
 #   make bench               bidguard against the alternatives, on this machine, with
 #                            results in bench/results/ (bench/run.sh; BENCH_* settings)
+#   make soak                a million contended operations at three isolation levels,
+#                            with backend memory sampled (scripts/soak.sh; not in CI)
 
 # PG=MAJOR chooses the server by major version (scripts/pg-config.sh): Debian's
 # package where this Debian release has that major, else the build
@@ -76,7 +78,7 @@ FORCE:
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
 
-.PHONY: test test-matrix demo deps bench
+.PHONY: test test-matrix demo deps bench soak
 
 # make test TEST_ARGS="regress isolation" runs a subset; see scripts/run-tests.sh.
 deps:
@@ -93,3 +95,6 @@ demo:
 
 bench:
 	@bash bench/run.sh
+
+soak:
+	@PG_CONFIG='$(PG_CONFIG)' bash scripts/soak.sh
