@@ -28,6 +28,7 @@
 #   prometheus-postgres-exporter    the exporter test/t/009_exporter.pl runs with
 #                                   monitoring/queries.yaml
 #   pgbouncer                       the pooler test/t/015_pgbouncer.pl runs bidguard behind
+#   sqlsmith                        the query fuzzer test/t/017_fuzz.pl runs
 #   perl                            prove (TAP::Harness)
 #   python3 python3-psycopg         the Python example client and `make demo`'s workers
 #   libpq-dev                       the C example client
@@ -79,6 +80,7 @@ packages+=(
     libipc-run-perl
     prometheus-postgres-exporter
     pgbouncer
+    sqlsmith
     perl
     python3
     python3-psycopg
@@ -157,6 +159,7 @@ command -v prove >/dev/null 2>&1 || need_file /nonexistent/prove perl
 perl -MIPC::Run -e 1 >/dev/null 2>&1 || need_file /nonexistent/IPC::Run libipc-run-perl
 need_file /usr/bin/prometheus-postgres-exporter prometheus-postgres-exporter
 need_file /usr/sbin/pgbouncer pgbouncer
+need_file /usr/bin/sqlsmith sqlsmith
 command -v node >/dev/null 2>&1 || need_file /nonexistent/node nodejs
 command -v npm >/dev/null 2>&1 || need_file /nonexistent/npm npm
 
