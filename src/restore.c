@@ -61,11 +61,16 @@
 
 #include "bidguard.h"
 
-/* The last answer: one per statement and table. */
+/*
+ * The last answer, for one statement and table.  The statement is its plan
+ * node (the statements of one query string live side by side until the
+ * string is done, so each has its own) and its start time (which the next
+ * query string changes, whatever memory its plan reuses).
+ */
 static struct
 {
 	bool		valid;
-	Portal		portal;
+	void	   *statement;
 	TimestampTz statement_start;
 	Oid			relid;
 	bool		restoring;
@@ -101,16 +106,25 @@ copy_names_every_column(Relation rel, List *attlist)
 	return true;
 }
 
-static bool
-restore_judge(Relation rel, Portal portal)
+/* The top-level statement running now, or NULL when there is not one. */
+static PlannedStmt *
+restore_statement(void)
 {
+	Portal		portal = ActivePortal;
 	PlannedStmt *pstmt;
-	CopyStmt   *copy;
 
 	if (portal == NULL || list_length(portal->stmts) != 1)
-		return false;
+		return NULL;
 	pstmt = linitial(portal->stmts);
-	if (!IsA(pstmt, PlannedStmt) || pstmt->commandType != CMD_UTILITY ||
+	return IsA(pstmt, PlannedStmt) ? pstmt : NULL;
+}
+
+static bool
+restore_judge(Relation rel, PlannedStmt *pstmt)
+{
+	CopyStmt   *copy;
+
+	if (pstmt == NULL || pstmt->commandType != CMD_UTILITY ||
 		pstmt->utilityStmt == NULL || !IsA(pstmt->utilityStmt, CopyStmt))
 		return false;
 	copy = (CopyStmt *) pstmt->utilityStmt;
@@ -132,16 +146,16 @@ restore_judge(Relation rel, Portal portal)
 bool
 bidguard_restoring(Relation rel)
 {
-	Portal		portal = ActivePortal;
+	PlannedStmt *pstmt = restore_statement();
 	TimestampTz start = GetCurrentStatementStartTimestamp();
 	Oid			relid = RelationGetRelid(rel);
 
-	if (restore_cache.valid && restore_cache.portal == portal &&
+	if (restore_cache.valid && restore_cache.statement == pstmt &&
 		restore_cache.statement_start == start && restore_cache.relid == relid)
 		return restore_cache.restoring;
 	restore_cache.valid = false;
-	restore_cache.restoring = restore_judge(rel, portal);
-	restore_cache.portal = portal;
+	restore_cache.restoring = restore_judge(rel, pstmt);
+	restore_cache.statement = pstmt;
 	restore_cache.statement_start = start;
 	restore_cache.relid = relid;
 	restore_cache.valid = true;

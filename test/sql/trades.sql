@@ -274,6 +274,11 @@ SELECT trade_id, status, created_at, filled_at, cooldown
 SELECT count(*) - :events_before AS events_written FROM bidguard_events;
 -- a new trade is judged under the new cooldown (error)
 INSERT INTO bidguard_trades (bot_id) VALUES (10);
+-- ... also when it follows a restoring COPY in the same query string: the
+-- restore rule is judged per statement (error; the string's implicit
+-- transaction takes the restored row back with it)
+COPY bidguard_trades FROM PROGRAM $$printf '900009\t10\topen\t{}\t\\N\t00000000-0000-0000-0000-000000900019\t2026-01-03 09:00:00+00\t\\N\t00:01:00\n'$$ \; INSERT INTO bidguard_trades (bot_id) VALUES (10);
+SELECT count(*) AS after_the_string FROM bidguard_trades WHERE trade_id = 900009;
 -- so is an INSERT of every column, and a COPY of some (error)
 CREATE TEMP TABLE saved AS SELECT * FROM bidguard_trades WHERE trade_id = 900002;
 DELETE FROM bidguard_trades WHERE trade_id = 900002;
