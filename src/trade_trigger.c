@@ -37,7 +37,7 @@
  *		The created_at an INSERT gives, or an UPDATE sets, must not be later
  *		than the server clock (a trade admitted tomorrow would hold the
  *		bot's cooldown from today): 23514, constraint
- *		bidguard_trade_admission_time.  Restores keep theirs.
+ *		bidguard_trade_admission_time.  (Restores never get here.)
  */
 static void
 check_admission_time(TriggerData *trigdata, int attnum, Relation rel)
@@ -56,7 +56,7 @@ check_admission_time(TriggerData *trigdata, int attnum, Relation rel)
 										 &old_isnull)) == created_at && !old_isnull)
 		return;
 	now = bidguard_now();
-	if (created_at > now && !bidguard_restoring(rel))
+	if (created_at > now)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("created_at must not be in the future"),
@@ -138,7 +138,7 @@ trades_guard_check_fill(CooldownGuard *g, HeapTuple tuple, TimestampTz created_a
 	TradesGuard *tg = g->arg;
 
 	(void) tuple;
-	check_fill_time(tg->trade_id, created_at, filled_at, now, g->rel);
+	trade_check_fill_time(tg->trade_id, created_at, filled_at, now, g->rel);
 }
 
 /*
@@ -210,9 +210,6 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	tg.trade_id = DatumGetInt64(heap_getattr(newtuple, cols->trade_id, desc, &isnull));
 	tg.has_trade_id = !isnull;
 
-	/* An admission time set by plain SQL is never in the future. */
-	check_admission_time(trigdata, cols->created_at, rel);
-
 	/* A restored trade is kept as it was dumped, once its bot is there. */
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && bidguard_restoring(rel))
 	{
@@ -222,6 +219,9 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 			bidguard_restore_wait_for_bot(state->nspid, DatumGetInt64(bot), tg.trade_id);
 		return PointerGetDatum(newtuple);
 	}
+
+	/* An admission time set by plain SQL is never in the future. */
+	check_admission_time(trigdata, cols->created_at, rel);
 
 	memset(&g, 0, sizeof(g));
 	g.rel = rel;

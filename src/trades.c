@@ -304,20 +304,13 @@ static void
 trade_check_privileges(Oid nspid)
 {
 	const BidguardTradeRelids ids = bidguard_trade_relids(nspid);
-	static const struct
-	{
-		bool		bots;
-		AclMode		mode;
-	}			needed[] = {{true, ACL_SELECT}, {false, ACL_SELECT}, {false, ACL_INSERT}};
+	Oid			user = GetUserId();
 
-	for (size_t i = 0; i < lengthof(needed); i++)
-	{
-		Oid			relid = needed[i].bots ? ids.bots : ids.trades;
-		AclResult	r = pg_class_aclcheck(relid, GetUserId(), needed[i].mode);
-
-		if (r != ACLCHECK_OK)
-			aclcheck_error(r, OBJECT_TABLE, get_rel_name(relid));
-	}
+	if (pg_class_aclmask(ids.bots, user, ACL_SELECT, ACLMASK_ALL) != ACL_SELECT)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(ids.bots));
+	if (pg_class_aclmask(ids.trades, user, ACL_SELECT | ACL_INSERT, ACLMASK_ALL) !=
+		(ACL_SELECT | ACL_INSERT))
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(ids.trades));
 }
 
 /*
@@ -468,7 +461,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 }
 
 /*
- * check_fill_time
+ * trade_check_fill_time
  *		A trade fills between its admission and now.  A fill time outside
  *		that range would move the trade's effective time out of the way of
  *		the cooldown (before its admission, or far ahead of the window), and
@@ -476,7 +469,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
  *		SQL ("rel" given), 23514 with constraint bidguard_trade_fill_time.
  */
 void
-check_fill_time(int64 trade_id, TimestampTz created_at, TimestampTz filled_at,
+trade_check_fill_time(int64 trade_id, TimestampTz created_at, TimestampTz filled_at,
 				TimestampTz now, Relation rel)
 {
 	int			code = rel ? ERRCODE_CHECK_VIOLATION : ERRCODE_INVALID_PARAMETER_VALUE;
@@ -592,7 +585,7 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 			TimestampTz now = bidguard_now();
 
 			if (!PG_ARGISNULL(1))
-				check_fill_time(trade_id, created_at, PG_GETARG_TIMESTAMPTZ(1), now, NULL);
+				trade_check_fill_time(trade_id, created_at, PG_GETARG_TIMESTAMPTZ(1), now, NULL);
 			values[2] = PG_ARGISNULL(1) ? TimestampTzGetDatum(now) : PG_GETARG_DATUM(1);
 			nulls[3] = 'n';
 		}
