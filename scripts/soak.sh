@@ -49,41 +49,24 @@ BEGIN
 EXCEPTION WHEN exclusion_violation THEN NULL;
 END \$\$;" >/dev/null
 
+tx_script() { # NAME ISOLATION FIRST_LINE SQL...: one transaction at ISOLATION
+    local name="$1" level="$2" first="$3"
+    shift 3
+    { echo "$first"; echo "BEGIN ISOLATION LEVEL $level;"; printf '%s\n' "$@"; echo 'COMMIT;'; } >"$work/$name.pgbench"
+}
+
 write_scripts() { # ISOLATION
-    local begin="BEGIN ISOLATION LEVEL $1;"
-    cat >"$work/bid.pgbench" <<EOF
-\\set p random(1, 20)
-$begin
-SELECT bid_id FROM bidguard_create_bid('soak', 'p' || :p, '{"via": "function"}');
-COMMIT;
-EOF
-    cat >"$work/withdraw.pgbench" <<EOF
-\\set p random(1, 20)
-$begin
-SELECT withdrawn FROM bidguard_withdraw_posting('soak', 'p' || :p, 'soak');
-COMMIT;
-EOF
-    cat >"$work/insert_bid.pgbench" <<EOF
-\\set p random(1, 20)
-$begin
-INSERT INTO bidguard_bids (marketplace_id, posting_id, bid_data) VALUES ('soak', 'p' || :p, '{"via": "insert"}') ON CONFLICT DO NOTHING;
-COMMIT;
-EOF
-    cat >"$work/trade.pgbench" <<EOF
-\\set bot random(1, 8)
-\\set fail random(0, 9)
-$begin
-SELECT coalesce((SELECT trade_id FROM bidguard_try_trade(:bot, '{"via": "function"}', '0')), 0) AS tid \\gset
-SELECT (bidguard_fill_trade(t)).changed FROM (SELECT :tid::bigint AS t) AS s WHERE t > 0 AND :fail > 0;
-SELECT (bidguard_fail_trade(t)).changed FROM (SELECT :tid::bigint AS t) AS s WHERE t > 0 AND :fail = 0;
-COMMIT;
-EOF
-    cat >"$work/insert_trade.pgbench" <<EOF
-\\set bot random(1, 8)
-$begin
-SELECT soak_insert_trade(:bot);
-COMMIT;
-EOF
+    tx_script bid "$1" '\set p random(1, 20)' \
+        "SELECT bid_id FROM bidguard_create_bid('soak', 'p' || :p, '{\"via\": \"function\"}');"
+    tx_script withdraw "$1" '\set p random(1, 20)' \
+        "SELECT withdrawn FROM bidguard_withdraw_posting('soak', 'p' || :p, 'soak');"
+    tx_script insert_bid "$1" '\set p random(1, 20)' \
+        "INSERT INTO bidguard_bids (marketplace_id, posting_id, bid_data) VALUES ('soak', 'p' || :p, '{\"via\": \"insert\"}') ON CONFLICT DO NOTHING;"
+    tx_script trade "$1" $'\\set bot random(1, 8)\n\\set fail random(0, 9)' \
+        "SELECT coalesce((SELECT trade_id FROM bidguard_try_trade(:bot, '{\"via\": \"function\"}', '0')), 0) AS tid \\gset" \
+        'SELECT (bidguard_fill_trade(t)).changed FROM (SELECT :tid::bigint AS t) AS s WHERE t > 0 AND :fail > 0;' \
+        'SELECT (bidguard_fail_trade(t)).changed FROM (SELECT :tid::bigint AS t) AS s WHERE t > 0 AND :fail = 0;'
+    tx_script insert_trade "$1" '\set bot random(1, 8)' 'SELECT soak_insert_trade(:bot);'
 }
 
 private_kb() { # PID -> private KB of the process, or nothing
