@@ -186,6 +186,33 @@ COMMENT ON FUNCTION @extschema@.bidguard_lock_key(text, text) IS
     'the stable 64-bit lock key of (namespace, key): FNV-1a over their UTF-8 bytes joined by a zero byte';
 
 --
+-- The routing key of a scaled-out bidguard (README.md, Scaling out): which
+-- PL/Proxy partition or Citus shard owns a posting or a bot.  Fixed forever:
+-- FNV-1a 64 as in bidguard_lock_key, then murmur3's fmix64, low 32 bits.
+--
+CREATE FUNCTION @extschema@.bidguard_shard_key(key text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'bidguard_shard_key_text'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION @extschema@.bidguard_shard_key(namespace text, key text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'bidguard_shard_key_pair'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION @extschema@.bidguard_shard_key(key bigint)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'bidguard_shard_key_int8'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_shard_key(text) IS
+    'the stable 32-bit routing key of a key: fmix64(FNV-1a 64 of its UTF-8 bytes), low 32 bits; well mixed in every bit';
+COMMENT ON FUNCTION @extschema@.bidguard_shard_key(text, text) IS
+    'the stable 32-bit routing key of (namespace, key), e.g. a posting (marketplace_id, posting_id): fmix64(bidguard_lock_key(namespace, key)), low 32 bits';
+COMMENT ON FUNCTION @extschema@.bidguard_shard_key(bigint) IS
+    'the stable 32-bit routing key of a bigint key such as a bot_id: bidguard_shard_key(key::text)';
+
+--
 -- Bots and trades.  A bot's trades that count (status other than 'failed')
 -- are never closer than the bot's cooldown, measured between their
 -- effective times coalesce(filled_at, created_at).  The guard is the bot's

@@ -150,6 +150,7 @@ extern bool bidguard_restoring(Relation rel);
 extern void bidguard_restore_wait_for_bot(Oid nspid, int64 bot_id, int64 trade_id);
 
 /* locks.c */
+extern uint64 bidguard_hash_one(const char *key, int keylen);
 extern uint64 bidguard_hash_key(const char *ns, int nslen,
 								const char *key, int keylen);
 extern uint64 bidguard_posting_key(text *marketplace_id, text *posting_id);

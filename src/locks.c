@@ -73,6 +73,25 @@ fnv1a64_update(uint64 h, const char *p, int len)
 }
 
 /*
+ * bidguard_hash_one
+ *		FNV-1a (64-bit) over the UTF-8 bytes of one value given in the server
+ *		encoding, with no separator: the start of bidguard_shard_key(text).
+ */
+uint64
+bidguard_hash_one(const char *key, int keylen)
+{
+	uint64		h;
+	char	   *key8 = pg_server_to_any(key, keylen, PG_UTF8);
+
+	if (key8 != key)
+		keylen = strlen(key8);
+	h = fnv1a64_update(FNV1A64_OFFSET, key8, keylen);
+	if (key8 != key)
+		pfree(key8);
+	return h;
+}
+
+/*
  * bidguard_hash_key
  *		The 64-bit key of (ns, key), both given in the server encoding.
  */
