@@ -7,6 +7,9 @@
 #                            PG=18, on PostgreSQL 18, built from Debian's source package
 #                            into a cache outside the clone when this machine lacks it
 #   make test-matrix         make test on every major CI tests (PG_MATRIX, "15 18")
+#   make test-scaleout       bidguard across nodes: PL/Proxy (proxy + 2 shards) and
+#                            Citus (coordinator + 2 workers), race tests and a node
+#                            stopped mid-run (test/scaleout; Citus built into the cache)
 #   make demo                the same set-up, then the races with and without bidguard
 #   make bench               bidguard against the alternatives, on this machine, with
 #                            results in bench/results/ (bench/run.sh; BENCH_* settings)
@@ -32,7 +35,10 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 # The install script is built from sql/bidguard.sql; upgrade scripts
 # (sql/bidguard--A--B.sql) are installed as they are.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA = $(wildcard sql/$(EXTENSION)--*--*.sql) $(SCALEOUT_DATA)
+# The PL/Proxy kit's two extensions (scaleout/plproxy: bidguard_shard on each
+# shard, bidguard_proxy on the proxy), installed with bidguard.
+SCALEOUT_DATA = $(wildcard scaleout/plproxy/*.control scaleout/plproxy/*--*.sql)
 EXTRA_CLEAN = $(DATA_built) $(PG_BUILD_STAMP)
 
 # pg_regress and isolation suites are discovered by wildcard (pgvector's way).
@@ -78,7 +84,7 @@ FORCE:
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
 
-.PHONY: test test-matrix demo deps bench soak
+.PHONY: test test-matrix test-scaleout demo deps bench soak
 
 # make test TEST_ARGS="regress isolation" runs a subset; see scripts/run-tests.sh.
 deps:
@@ -86,6 +92,11 @@ deps:
 
 test:
 	@$(if $(PG),PG='$(PG)' )PG_CONFIG='$(PG_CONFIG)' bash scripts/run-tests.sh $(TEST_ARGS)
+
+# The scale-out suites (test/scaleout): a PL/Proxy proxy with two shards and a
+# Citus coordinator with two workers, built and started as throwaway nodes.
+test-scaleout:
+	@$(if $(PG),PG='$(PG)' )PG_CONFIG='$(PG_CONFIG)' bash scripts/run-tests.sh scaleout $(TEST_ARGS)
 
 test-matrix:
 	@bash scripts/test-matrix.sh $(PG_MATRIX)

@@ -31,6 +31,7 @@
 #   sqlsmith                        the query fuzzer test/t/017_fuzz.pl runs
 #   perl                            prove (TAP::Harness)
 #   python3 python3-psycopg         the Python example client and `make demo`'s workers
+#   postgresql-MAJOR-plproxy        PL/Proxy, for test/scaleout (Debian's servers only)
 #   libpq-dev                       the C example client
 #   nodejs npm                      the Node.js example client (only when `node` or
 #                                   `npm` is not on PATH: a Node.js from elsewhere,
@@ -73,6 +74,7 @@ if [ "$debian_server" = 1 ]; then
         "postgresql-client-$PG_MAJOR"
         "postgresql-server-dev-$PG_MAJOR"
         "postgresql-$PG_MAJOR-pgtap"
+        "postgresql-$PG_MAJOR-plproxy"
     )
 fi
 packages+=(

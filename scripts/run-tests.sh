@@ -8,7 +8,9 @@
 #           isolation  pg_isolation_regress test/specs/*.spec -> test/expected/*.out
 #           pgtap      pg_prove         test/pgtap/*.sql    (fresh database per file)
 #           tap        prove            test/t/*.pl         (PostgreSQL::Test::Cluster)
-#   No argument runs every phase, in that order.  `regress:bids,trades` runs only
+#           scaleout   prove            test/scaleout/*.pl  (PL/Proxy and Citus clusters;
+#                                       `make test-scaleout`; builds Citus into the cache)
+#   No argument runs every phase but scaleout, in that order.  `regress:bids,trades` runs only
 #   those files of a phase; a path such as test/specs/bid_race.spec works too.
 #
 # Steps: scripts/deps.sh -> make -> make install -> start a cluster
@@ -59,9 +61,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PG_CONFIG="${PG_CONFIG:-pg_config}"
 
-ALL_PHASES=(regress isolation pgtap tap)
-declare -A PHASE_DIR=([regress]=test/sql [isolation]=test/specs [pgtap]=test/pgtap [tap]=test/t)
-declare -A PHASE_EXT=([regress]=sql [isolation]=spec [pgtap]=sql [tap]=pl)
+ALL_PHASES=(regress isolation pgtap tap scaleout)
+# What runs when no phase is named: scaleout is `make test-scaleout`'s.
+DEFAULT_PHASES=(regress isolation pgtap tap)
+declare -A PHASE_DIR=([regress]=test/sql [isolation]=test/specs [pgtap]=test/pgtap [tap]=test/t [scaleout]=test/scaleout)
+declare -A PHASE_EXT=([regress]=sql [isolation]=spec [pgtap]=sql [tap]=pl [scaleout]=pl)
 declare -A FILTER=()
 PHASES=()
 
@@ -87,6 +91,7 @@ for arg in "$@"; do
         test/specs/* | ./test/specs/*) add_phase isolation "$(basename "$arg" .spec)" ;;
         test/pgtap/* | ./test/pgtap/*) add_phase pgtap "$(basename "$arg" .sql)" ;;
         test/t/* | ./test/t/*) add_phase tap "$(basename "$arg" .pl)" ;;
+        test/scaleout/* | ./test/scaleout/*) add_phase scaleout "$(basename "$arg" .pl)" ;;
         *)
             phase="${arg%%:*}"
             names=""
@@ -96,14 +101,15 @@ for arg in "$@"; do
                 isolation | iso | specs | spec) phase=isolation ;;
                 pgtap | pg_prove) phase=pgtap ;;
                 tap | perl | prove | t) phase=tap ;;
-                *) echo "run-tests.sh: unknown phase '$phase' (regress, isolation, pgtap, tap)" >&2; exit 2 ;;
+                scaleout | scale-out) phase=scaleout ;;
+                *) echo "run-tests.sh: unknown phase '$phase' (regress, isolation, pgtap, tap, scaleout)" >&2; exit 2 ;;
             esac
             add_phase "$phase" "$names"
             ;;
     esac
 done
 if [ "${#PHASES[@]}" -eq 0 ]; then
-    for p in "${ALL_PHASES[@]}"; do add_phase "$p"; done
+    for p in "${DEFAULT_PHASES[@]}"; do add_phase "$p"; done
 else
     # Run in the canonical order whatever order they were given in.
     sel=("${PHASES[@]}")
@@ -467,7 +473,7 @@ run_per_file_phase() { # PHASE
         fi
         case "$p" in
             pgtap) run_pgtap_file "$name" "$file" "$log" || rc=$? ;;
-            tap) run_tap_file "$name" "$file" "$log" || rc=$? ;;
+            tap | scaleout) run_tap_file "$name" "$file" "$log" || rc=$? ;;
         esac
         detail="$(grep -E '^Files=[0-9]+, Tests=[0-9]+' "$log" | sed -E 's/^Files=[0-9]+, Tests=([0-9]+).*/\1 subtests/' | tail -n 1 || true)"
         skip_why="$(sed -nE 's/^[^ ]+ \.\. skipped: (.*)$/\1/p' "$log" | head -n 1)"
@@ -482,7 +488,7 @@ run_per_file_phase() { # PHASE
             FAILED_NAMES+=("$p/$name")
             printf '  FAILED  %-40s %4ss  (exit %s)\n' "$file" $((SECONDS - t1)) "$rc"
             print_file "$log" 1500
-            [ "$p" != tap ] || print_tap_logs "$name"
+            [ "$p" != tap ] && [ "$p" != scaleout ] || print_tap_logs "$name"
         fi
     done
     record "$p" "$pass" $((fail + miss)) $((SECONDS - t0)) \
@@ -552,6 +558,21 @@ prepare_upgrade_from() {
         fi
     done
     [ -z "$ready" ] || export BIDGUARD_UPGRADE_FROM="$ready"
+}
+
+# The scale-out phase's engines: PL/Proxy is Debian's package (scripts/deps.sh
+# installs postgresql-MAJOR-plproxy where Debian has it); Citus is built once
+# into the cache by scripts/build-citus.sh and installed from there.  A test
+# whose engine is missing skips itself, with the reason.
+prepare_scaleout() {
+    if [ "$(id -u)" -eq 0 ] && [ "${SKIP_CITUS_BUILD:-0}" != 1 ]; then
+        local log="$WORK/out_build_citus.log"
+        note "scaleout: Citus for $("$PG_CONFIG" --version) (scripts/build-citus.sh)"
+        if ! run_logged "$log" "$ROOT" "$(budget_cap 1200)" bash "$ROOT/scripts/build-citus.sh" "$(command -v "$PG_CONFIG")"; then
+            print_file "$log" 60
+            note "scaleout: Citus is not available for this server; its test will skip"
+        fi
+    fi
 }
 
 run_tap_file() { # NAME FILE LOG
@@ -630,6 +651,11 @@ for phase in "${PHASES[@]}"; do
         tap)
             section "tap (prove: test/t, PostgreSQL::Test::Cluster)"
             run_per_file_phase tap
+            ;;
+        scaleout)
+            section "scaleout (prove: test/scaleout, PL/Proxy and Citus clusters)"
+            prepare_scaleout
+            run_per_file_phase scaleout
             ;;
     esac
 done

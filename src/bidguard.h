@@ -149,6 +149,10 @@ extern void bidguard_count_wait(int64 us, bool obtained);
 extern bool bidguard_restoring(Relation rel);
 extern void bidguard_restore_wait_for_bot(Oid nspid, int64 bot_id, int64 trade_id);
 
+/* shard.c */
+extern int32 bidguard_bot_shard_key(int64 bot_id);
+extern int32 bidguard_posting_shard_key(text *marketplace_id, text *posting_id);
+
 /* locks.c */
 extern uint64 bidguard_hash_one(const char *key, int keylen);
 extern uint64 bidguard_hash_key(const char *ns, int nslen,

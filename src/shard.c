@@ -58,6 +58,23 @@ shard_key_of(uint64 h)
 	return (int32) (uint32) (fmix64(h) & UINT64CONST(0xffffffff));
 }
 
+/* The shard key of a bot (bidguard_shard_key(bigint)), for C callers. */
+int32
+bidguard_bot_shard_key(int64 bot_id)
+{
+	char		buf[MAXINT8LEN + 1];
+	int			len = pg_lltoa(bot_id, buf);
+
+	return shard_key_of(bidguard_hash_one(buf, len));
+}
+
+/* The shard key of a posting (bidguard_shard_key(text, text)). */
+int32
+bidguard_posting_shard_key(text *marketplace_id, text *posting_id)
+{
+	return shard_key_of(bidguard_posting_key(marketplace_id, posting_id));
+}
+
 /*
  * bidguard_shard_key(key text) RETURNS integer
  */
@@ -80,13 +97,8 @@ PG_FUNCTION_INFO_V1(bidguard_shard_key_pair);
 Datum
 bidguard_shard_key_pair(PG_FUNCTION_ARGS)
 {
-	text	   *ns = PG_GETARG_TEXT_PP(0);
-	text	   *key = PG_GETARG_TEXT_PP(1);
-
-	PG_RETURN_INT32(shard_key_of(bidguard_hash_key(VARDATA_ANY(ns),
-												   VARSIZE_ANY_EXHDR(ns),
-												   VARDATA_ANY(key),
-												   VARSIZE_ANY_EXHDR(key))));
+	PG_RETURN_INT32(bidguard_posting_shard_key(PG_GETARG_TEXT_PP(0),
+											   PG_GETARG_TEXT_PP(1)));
 }
 
 /*
@@ -99,9 +111,5 @@ PG_FUNCTION_INFO_V1(bidguard_shard_key_int8);
 Datum
 bidguard_shard_key_int8(PG_FUNCTION_ARGS)
 {
-	int64		key = PG_GETARG_INT64(0);
-	char		buf[MAXINT8LEN + 1];
-	int			len = pg_lltoa(key, buf);
-
-	PG_RETURN_INT32(shard_key_of(bidguard_hash_one(buf, len)));
+	PG_RETURN_INT32(bidguard_bot_shard_key(PG_GETARG_INT64(0)));
 }

@@ -1,0 +1,157 @@
+
+# Copyright (c) bidguard contributors
+
+# test/scaleout/ScaleoutTest.pm
+#	  What the scale-out tests share: a PL/Proxy cluster (a proxy and N
+#	  shards) and a Citus cluster (a coordinator and workers) of throwaway
+#	  nodes, pgbench runs started side by side, the acknowledged-calls
+#	  driver, and the cross-node invariants.
+#
+#	  Loaded with "use FindBin; use lib $FindBin::RealBin, ../t;" so that
+#	  BidguardTest (SPEC §9's invariants per node) is found too.
+
+package ScaleoutTest;
+
+use strict;
+use warnings FATAL => 'all';
+
+use Exporter 'import';
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(
+  plproxy_cluster
+  start_pgbench
+  finish_pgbench
+  run_acked_calls
+  check_no_key_on_two_nodes
+);
+
+# A PL/Proxy cluster: $params{shards} shard nodes (default 2), each with
+# bidguard preloaded, bidguard and bidguard_shard created and configured as
+# partition i of the shard count, and a proxy node with plproxy and
+# bidguard_proxy, whose server "bidguard" names the shards.  Returns
+# ($proxy, [$shard0, $shard1, ...]).
+sub plproxy_cluster
+{
+	my (%params) = @_;
+	my $n = $params{shards} // 2;
+	my @shards;
+	for my $i (0 .. $n - 1)
+	{
+		my $node = PostgreSQL::Test::Cluster->new("shard$i");
+		$node->init;
+		$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'bidguard'
+max_connections = 120
+log_min_messages = warning
+lock_timeout = '30s'
+deadlock_timeout = '100ms'
+});
+		$node->start;
+		$node->safe_psql('postgres',
+			"CREATE EXTENSION bidguard; CREATE EXTENSION bidguard_shard;"
+			  . " SELECT * FROM bidguard_shard_configure($n, '{$i}');");
+		push @shards, $node;
+	}
+	my $proxy = PostgreSQL::Test::Cluster->new('proxy');
+	$proxy->init;
+	$proxy->append_conf('postgresql.conf', "max_connections = 120\nlog_min_messages = warning\n");
+	$proxy->start;
+	$proxy->safe_psql('postgres', 'CREATE EXTENSION plproxy; CREATE EXTENSION bidguard_proxy;');
+	my $options = join(', ',
+		map { "p$_ 'host=" . $shards[$_]->host . ' port=' . $shards[$_]->port . " dbname=postgres'" }
+		  0 .. $n - 1);
+	$proxy->safe_psql('postgres',
+		"CREATE SERVER bidguard FOREIGN DATA WRAPPER plproxy OPTIONS (connection_lifetime '600', $options);"
+		  . ' CREATE USER MAPPING FOR PUBLIC SERVER bidguard;');
+	return ($proxy, \@shards);
+}
+
+# Start pgbench against host/port (a node, or any libpq target) with the
+# scripts of $files ("name@weight" => text), in the background.  Returns a
+# handle for finish_pgbench.
+sub start_pgbench
+{
+	my ($node, $label, $opts, $files, %params) = @_;
+	my @cmd = ('pgbench', '-n', '-h', $node->host, '-p', $node->port, split(/\s+/, $opts));
+	for my $key (sort keys %$files)
+	{
+		(my $fn = $key) =~ s/\@\d+$//;
+		my $path = $node->basedir . "/$label-$fn.pgbench";
+		PostgreSQL::Test::Utils::append_to_file($path, $files->{$key});
+		(my $weight = $key) =~ s/^[^@]*//;
+		push @cmd, '-f', $path . $weight;
+	}
+	push @cmd, $params{dbname} // 'postgres';
+	note "$label: starting: " . join(' ', @cmd);
+	my %h = (label => $label, stdout => '', stderr => '');
+	$h{run} = IPC::Run::start(\@cmd, '<', \undef, '>', \$h{stdout}, '2>', \$h{stderr},
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return \%h;
+}
+
+# Wait for a start_pgbench run; returns {status, processed, failed, stdout,
+# stderr} and logs pgbench's report.
+sub finish_pgbench
+{
+	my ($h) = @_;
+	$h->{run}->finish;
+	my $status = $? >> 8;
+	note "$h->{label}: pgbench exited with status $status\n$h->{stdout}";
+	note "$h->{label}: stderr:\n$h->{stderr}" if $h->{stderr} ne '';
+	my %r = (status => $status, stdout => $h->{stdout}, stderr => $h->{stderr});
+	$r{processed} = $1 if $h->{stdout} =~ /number of transactions actually processed: (\d+)/;
+	$r{tps} = $1 if $h->{stdout} =~ /tps = ([\d.]+)/;
+	$r{failed} = $1 if $h->{stdout} =~ /number of failed transactions: (\d+)/;
+	$r{failed} //= 0;
+	$r{processed} //= 0;
+	return \%r;
+}
+
+# Run test/scaleout/acked_calls.py against $dsn with the given options, and
+# $during->() while it runs (after $params{wait_before} seconds).  Returns
+# the list of decoded JSON records it printed.
+sub run_acked_calls
+{
+	my ($dsn, $opts, $during, %params) = @_;
+	# Its output goes to a file: a pipe that nobody reads while $during
+	# sleeps would stop the workers once it is full.
+	my $file = PostgreSQL::Test::Utils::tempdir() . '/acked_calls.jsonl';
+	my $err = '';
+	my @cmd = ('python3', "$FindBin::RealBin/acked_calls.py", '--dsn', $dsn, @$opts);
+	note 'acked calls: ' . join(' ', @cmd);
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', $file, '2>', \$err,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	$during->($h) if $during;
+	$h->finish;
+	is($? >> 8, 0, 'acked calls: the driver ran to its end') or diag $err;
+	my @records = map { decode_json($_) } grep { /^\{/ } split /\n/, slurp_file($file);
+	return \@records;
+}
+
+# No key on two nodes: $sql, run on every node, lists keys (one per row);
+# the union must have no repeats.
+sub check_no_key_on_two_nodes
+{
+	my ($label, $nodes, $sql) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my %seen;
+	my @twice;
+	for my $i (0 .. $#$nodes)
+	{
+		for my $key (split /\n/, $nodes->[$i]->safe_psql('postgres', $sql))
+		{
+			push @twice, "$key (nodes $seen{$key} and $i)" if defined $seen{$key};
+			$seen{$key} = $i;
+		}
+	}
+	is(scalar(@twice), 0, "$label: no key on two nodes (" . scalar(keys %seen) . ' keys)')
+	  or diag join("\n", @twice[0 .. ($#twice < 9 ? $#twice : 9)]);
+	return scalar(keys %seen);
+}
+
+1;
