@@ -84,7 +84,7 @@ FORCE:
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
 
-.PHONY: test test-matrix test-scaleout demo deps bench soak
+.PHONY: test test-matrix test-scaleout demo deps bench bench-scaleout soak
 
 # make test TEST_ARGS="regress isolation" runs a subset; see scripts/run-tests.sh.
 deps:
@@ -106,6 +106,10 @@ demo:
 
 bench:
 	@bash bench/run.sh
+
+# Through a PL/Proxy proxy (2 shards) against one server (bench/scaleout.sh).
+bench-scaleout:
+	@PG_CONFIG='$(PG_CONFIG)' bash bench/scaleout.sh
 
 soak:
 	@PG_CONFIG='$(PG_CONFIG)' bash scripts/soak.sh

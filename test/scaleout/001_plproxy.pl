@@ -38,6 +38,11 @@ use Test::More;
 use BidguardTest;
 use ScaleoutTest;
 
+my $sharedir = `pg_config --sharedir`;
+chomp $sharedir;
+plan skip_all => "PL/Proxy is not installed in this server (Debian: postgresql-N-plproxy)"
+  unless -e "$sharedir/extension/plproxy.control";
+
 my ($proxy, $shards) = plproxy_cluster(shards => 2);
 my @shards = @$shards;
 
