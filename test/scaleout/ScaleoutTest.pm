@@ -30,15 +30,30 @@ our @EXPORT = qw(
   check_no_key_on_two_nodes
 );
 
+# The README's set-up blocks (```sql-shard, ```sql-proxy), so that the
+# cluster is made the way the README tells users to make it.
+sub readme_block
+{
+	my ($lang) = @_;
+	my $src = $ENV{BIDGUARD_SRCDIR} // "$FindBin::RealBin/../..";
+	my $readme = slurp_file("$src/README.md");
+	$readme =~ /^```\Q$lang\E\n(.*?)^```$/ms
+	  or BAIL_OUT("README.md has no ```$lang block");
+	return $1;
+}
+
 # A PL/Proxy cluster: $params{shards} shard nodes (default 2), each with
 # bidguard preloaded, bidguard and bidguard_shard created and configured as
 # partition i of the shard count, and a proxy node with plproxy and
-# bidguard_proxy, whose server "bidguard" names the shards.  Returns
+# bidguard_proxy, whose server "bidguard" names the shards: the README's
+# blocks, with this cluster's partitions and connection strings.  Returns
 # ($proxy, [$shard0, $shard1, ...]).
 sub plproxy_cluster
 {
 	my (%params) = @_;
 	my $n = $params{shards} // 2;
+	my $shard_sql = readme_block('sql-shard');
+	my $proxy_sql = readme_block('sql-proxy');
 	my @shards;
 	for my $i (0 .. $n - 1)
 	{
@@ -52,22 +67,21 @@ lock_timeout = '30s'
 deadlock_timeout = '100ms'
 });
 		$node->start;
-		$node->safe_psql('postgres',
-			"CREATE EXTENSION bidguard; CREATE EXTENSION bidguard_shard;"
-			  . " SELECT * FROM bidguard_shard_configure($n, '{$i}');");
+		(my $sql = $shard_sql) =~ s/bidguard_shard_configure\(2, '\{0\}'\)/bidguard_shard_configure($n, '{$i}')/
+		  or BAIL_OUT('README.md: the sql-shard block does not call bidguard_shard_configure(2, \'{0}\')');
+		$node->safe_psql('postgres', $sql);
 		push @shards, $node;
 	}
 	my $proxy = PostgreSQL::Test::Cluster->new('proxy');
 	$proxy->init;
 	$proxy->append_conf('postgresql.conf', "max_connections = 120\nlog_min_messages = warning\n");
 	$proxy->start;
-	$proxy->safe_psql('postgres', 'CREATE EXTENSION plproxy; CREATE EXTENSION bidguard_proxy;');
 	my $options = join(', ',
 		map { "p$_ 'host=" . $shards[$_]->host . ' port=' . $shards[$_]->port . " dbname=postgres'" }
 		  0 .. $n - 1);
-	$proxy->safe_psql('postgres',
-		"CREATE SERVER bidguard FOREIGN DATA WRAPPER plproxy OPTIONS (connection_lifetime '600', $options);"
-		  . ' CREATE USER MAPPING FOR PUBLIC SERVER bidguard;');
+	$proxy_sql =~ s/OPTIONS \(p0 [^)]*\)/OPTIONS ($options)/
+	  or BAIL_OUT('README.md: the sql-proxy block has no OPTIONS (p0 ...)');
+	$proxy->safe_psql('postgres', $proxy_sql);
 	return ($proxy, \@shards);
 }
 
