@@ -52,13 +52,7 @@ case "$major" in
     *) say "Citus $version supports PostgreSQL 15, 16 and 17; $pg_config is PostgreSQL $major"; exit 3 ;;
 esac
 
-if [ -z "${BIDGUARD_CACHE:-}" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        BIDGUARD_CACHE=/var/cache/bidguard
-    else
-        BIDGUARD_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/bidguard"
-    fi
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 deps="${BIDGUARD_CITUS_DEPS:-$here/../../shared/deps}"
 tree="$BIDGUARD_CACHE/citus-$version-pg$major"
 stamp="$tree/.bidguard-build"

@@ -52,13 +52,7 @@ if [ -z "$major" ]; then
     exit 2
 fi
 
-if [ -z "${BIDGUARD_CACHE:-}" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        BIDGUARD_CACHE=/var/cache/bidguard
-    else
-        BIDGUARD_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/bidguard"
-    fi
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 # The prefix must contain "postgres": Debian's 50-per-version-dirs patch would
 # otherwise put the libraries into /usr/lib/postgresql/MAJOR, the system's own.
 prefix="$BIDGUARD_CACHE/postgresql-$major"

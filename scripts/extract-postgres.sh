@@ -24,13 +24,7 @@ if ! [[ "$major" =~ ^[0-9]+$ ]] || [ -z "$version" ]; then
 fi
 say() { echo "extract-postgres: $*" >&2; }
 
-if [ -z "${BIDGUARD_CACHE:-}" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        BIDGUARD_CACHE=/var/cache/bidguard
-    else
-        BIDGUARD_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/bidguard"
-    fi
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 
 apt_opts=(-o APT::Sandbox::User=root)
 [ "$(id -u)" -eq 0 ] || apt_opts=()
