@@ -158,6 +158,7 @@ typedef struct BidColumns
 	int			atomic_event_id;
 	int			created_at;
 	int			updated_at;
+	int			posting_id;
 } BidColumns;
 
 static void
@@ -182,7 +183,9 @@ raise_immutable(Relation rel, int64 bid_id, const char *column)
  * newest committed version of the row.
  *
  * INSERT: stamps created_at and updated_at with the server clock, unless the
- * row is a bid being restored (restore.c), which keeps its own.
+ * row is a bid being restored (restore.c), which keeps its own.  On Citus, a
+ * row written into a shard that does not hold its posting is refused
+ * (23514, bidguard_citus_fence; placement.c).
  *
  * Takes no locks of its own: the UPDATE holds the row lock.
  */
@@ -223,6 +226,7 @@ bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
 		cols->atomic_event_id = bidguard_column(rel, "atomic_event_id");
 		cols->created_at = bidguard_column(rel, "created_at");
 		cols->updated_at = bidguard_column(rel, "updated_at");
+		cols->posting_id = bidguard_column(rel, "posting_id");
 		state->columns = cols;
 	}
 
@@ -231,6 +235,18 @@ bidguard_bids_transition_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
 		newtuple = trigdata->tg_trigtuple;
+		if (!bid_creating)
+		{
+			/* On Citus: the posting's own shard, or 23514 (placement.c) */
+			Datum		posting = heap_getattr(newtuple, cols->posting_id, desc, &isnull);
+			BidguardPlacement saved;
+
+			if (!isnull)
+			{
+				bidguard_place_posting(state->nspid, DatumGetTextPP(posting), rel, &saved);
+				bidguard_placement_restore(&saved);
+			}
+		}
 		if (bid_creating || bidguard_restoring(rel))
 			return PointerGetDatum(newtuple);
 		attnums[0] = cols->created_at;

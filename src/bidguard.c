@@ -36,6 +36,7 @@
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -95,7 +96,12 @@ bidguard_now(void)
 }
 
 /*
- * The SQL of each kept plan.  "%1$s" is the extension's schema, quoted.
+ * The SQL of each kept plan.  "%1$s" is the extension's schema, quoted;
+ * "%2$s" follows the name of the table the statement is on ("table"): empty,
+ * or "_<shard id>" for the Citus shard the caller placed it on
+ * (placement.c).  A shard has no identity default of its own (Citus
+ * evaluates defaults before it routes), so an insert into a shard names the
+ * identity column, from the node's sequence, literal "%3$s" ("shard_seq").
  * Built-in functions and operators are pg_catalog-qualified: the plans must
  * mean the same whatever search_path the caller has.
  */
@@ -104,6 +110,9 @@ typedef struct BidguardPlanDef
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[11];
+	BidguardTable table;
+	const char *shard_sql;		/* NULL: sql */
+	const char *shard_seq;
 } BidguardPlanDef;
 
 #define ACTIVE_BID_STATUSES \
@@ -111,35 +120,47 @@ typedef struct BidguardPlanDef
 
 static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 	[BG_PLAN_FIND_ACTIVE_BID] = {
-		"SELECT bid_id, status, atomic_event_id FROM %1$s.bidguard_bids"
+		"SELECT bid_id, status, atomic_event_id FROM %1$s.bidguard_bids%2$s"
 		" WHERE marketplace_id OPERATOR(pg_catalog.=) $1"
 		" AND posting_id OPERATOR(pg_catalog.=) $2"
 		" AND " ACTIVE_BID_STATUSES,
-		2, {TEXTOID, TEXTOID}
+		2, {TEXTOID, TEXTOID},
+		BG_TABLE_BIDS
 	},
 	[BG_PLAN_INSERT_BID] = {
-		"INSERT INTO %1$s.bidguard_bids AS b"
+		"INSERT INTO %1$s.bidguard_bids%2$s AS b"
 		" (marketplace_id, posting_id, status, bid_data)"
 		" VALUES ($1, $2, 'pending', $3)"
 		" ON CONFLICT (marketplace_id, posting_id) WHERE " ACTIVE_BID_STATUSES
 		" DO NOTHING"
 		" RETURNING b.bid_id, b.status, b.atomic_event_id",
-		3, {TEXTOID, TEXTOID, JSONBOID}
+		3, {TEXTOID, TEXTOID, JSONBOID},
+		BG_TABLE_BIDS,
+		"INSERT INTO %1$s.bidguard_bids%2$s AS b"
+		" (bid_id, marketplace_id, posting_id, status, bid_data)"
+		" VALUES (pg_catalog.nextval(%3$s::pg_catalog.regclass), $1, $2, 'pending', $3)"
+		" ON CONFLICT (marketplace_id, posting_id) WHERE " ACTIVE_BID_STATUSES
+		" DO NOTHING"
+		" RETURNING b.bid_id, b.status, b.atomic_event_id",
+		"bidguard_bids_bid_id_seq"
 	},
 	[BG_PLAN_BID_POSTING] = {
-		"SELECT marketplace_id, posting_id FROM %1$s.bidguard_bids"
+		"SELECT marketplace_id, posting_id FROM %1$s.bidguard_bids%2$s"
 		" WHERE bid_id OPERATOR(pg_catalog.=) $1",
-		1, {INT8OID}
+		1, {INT8OID},
+		BG_TABLE_BIDS
 	},
 	[BG_PLAN_LOCK_BID] = {
-		"SELECT marketplace_id, posting_id, status FROM %1$s.bidguard_bids"
+		"SELECT marketplace_id, posting_id, status FROM %1$s.bidguard_bids%2$s"
 		" WHERE bid_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
-		1, {INT8OID}
+		1, {INT8OID},
+		BG_TABLE_BIDS
 	},
 	[BG_PLAN_UPDATE_BID_STATUS] = {
-		"UPDATE %1$s.bidguard_bids SET status = $2, status_reason = $3"
+		"UPDATE %1$s.bidguard_bids%2$s SET status = $2, status_reason = $3"
 		" WHERE bid_id OPERATOR(pg_catalog.=) $1",
-		3, {INT8OID, TEXTOID, TEXTOID}
+		3, {INT8OID, TEXTOID, TEXTOID},
+		BG_TABLE_BIDS
 	},
 	[BG_PLAN_INSERT_EVENT] = {
 		"INSERT INTO %1$s.bidguard_events"
@@ -150,36 +171,47 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		"  $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 		" ON CONFLICT (event_id) DO NOTHING",
 		11, {UUIDOID, TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID, INT8OID,
-			 TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
+			 TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID},
+		BG_TABLE_NONE
 	},
 	[BG_PLAN_INSERT_TRADE] = {
-		"INSERT INTO %1$s.bidguard_trades AS t (bot_id, trade_data, created_at, cooldown)"
+		"INSERT INTO %1$s.bidguard_trades%2$s AS t (bot_id, trade_data, created_at, cooldown)"
 		" VALUES ($1, $2, $3, $4)"
 		" RETURNING t.trade_id, t.atomic_event_id",
-		4, {INT8OID, JSONBOID, TIMESTAMPTZOID, INTERVALOID}
+		4, {INT8OID, JSONBOID, TIMESTAMPTZOID, INTERVALOID},
+		BG_TABLE_TRADES,
+		"INSERT INTO %1$s.bidguard_trades%2$s AS t"
+		" (trade_id, bot_id, trade_data, created_at, cooldown)"
+		" VALUES (pg_catalog.nextval(%3$s::pg_catalog.regclass), $1, $2, $3, $4)"
+		" RETURNING t.trade_id, t.atomic_event_id",
+		"bidguard_trades_trade_id_seq"
 	},
 	[BG_PLAN_UPSERT_BOT] = {
-		"INSERT INTO %1$s.bidguard_bots AS b (bot_id, cooldown) VALUES ($1, $2)"
+		"INSERT INTO %1$s.bidguard_bots%2$s AS b (bot_id, cooldown) VALUES ($1, $2)"
 		" ON CONFLICT (bot_id) DO UPDATE SET cooldown = EXCLUDED.cooldown,"
 		" updated_at = pg_catalog.clock_timestamp()"
 		" WHERE b.cooldown IS DISTINCT FROM EXCLUDED.cooldown",
-		2, {INT8OID, INTERVALOID}
+		2, {INT8OID, INTERVALOID},
+		BG_TABLE_BOTS
 	},
 	[BG_PLAN_LOCK_TRADE] = {
-		"SELECT bot_id, status, created_at FROM %1$s.bidguard_trades"
+		"SELECT bot_id, status, created_at FROM %1$s.bidguard_trades%2$s"
 		" WHERE trade_id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE",
-		1, {INT8OID}
+		1, {INT8OID},
+		BG_TABLE_TRADES
 	},
 	[BG_PLAN_TRADE_EXISTS] = {
-		"SELECT 1 FROM %1$s.bidguard_trades"
+		"SELECT 1 FROM %1$s.bidguard_trades%2$s"
 		" WHERE trade_id OPERATOR(pg_catalog.=) $1",
-		1, {INT8OID}
+		1, {INT8OID},
+		BG_TABLE_TRADES
 	},
 	[BG_PLAN_UPDATE_TRADE] = {
-		"UPDATE %1$s.bidguard_trades SET status = $2, filled_at = $3,"
+		"UPDATE %1$s.bidguard_trades%2$s SET status = $2, filled_at = $3,"
 		" status_reason = $4"
 		" WHERE trade_id OPERATOR(pg_catalog.=) $1",
-		4, {INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID}
+		4, {INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID},
+		BG_TABLE_TRADES
 	},
 };
 
@@ -193,6 +225,7 @@ typedef struct BidguardSchemaCache
 	Oid			events_owner;
 	BidguardTradeRelids trade;	/* trade.trades InvalidOid until looked up */
 	SPIPlanPtr	plans[BG_NUM_PLANS];
+	HTAB	   *shard_plans;	/* on Citus shards; NULL until one is needed */
 	struct BidguardSchemaCache *next;
 } BidguardSchemaCache;
 
@@ -306,6 +339,75 @@ bidguard_call_state(FunctionCallInfo fcinfo)
 	return (BidguardCallState *) flinfo->fn_extra;
 }
 
+/* Prepare and keep "fmt" (a plan_defs SQL) for table suffix "suffix". */
+static SPIPlanPtr
+bidguard_prepare(BidguardSchemaCache *c, const char *fmt, const char *suffix,
+				 const BidguardPlanDef *def)
+{
+	const char *qschema = quote_identifier(c->nspname);
+	char	   *seq = def->shard_seq == NULL ? "NULL" :
+		quote_literal_cstr(psprintf("%s.%s", qschema, def->shard_seq));
+	char	   *sql = psprintf(fmt, qschema, suffix, seq);
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(sql, def->nargs, (Oid *) def->argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	pfree(sql);
+	return plan;
+}
+
+/* The kept plans on Citus shards, by (plan, shard), per schema. */
+typedef struct BidguardShardPlanKey
+{
+	int64		shard;
+	int			id;
+} BidguardShardPlanKey;
+
+typedef struct BidguardShardPlan
+{
+	BidguardShardPlanKey key;
+	SPIPlanPtr	plan;
+} BidguardShardPlan;
+
+static SPIPlanPtr
+bidguard_shard_plan(BidguardSchemaCache *c, const BidguardPlanDef *def,
+					BidguardPlanId id, int64 shard)
+{
+	BidguardShardPlanKey key;
+	BidguardShardPlan *entry;
+	bool		found;
+
+	if (c->shard_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(BidguardShardPlanKey);
+		ctl.entrysize = sizeof(BidguardShardPlan);
+		ctl.hcxt = TopMemoryContext;
+		c->shard_plans = hash_create("bidguard shard plans", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.shard = shard;
+	key.id = (int) id;
+	entry = hash_search(c->shard_plans, &key, HASH_ENTER, &found);
+	if (!found)
+		entry->plan = NULL;
+	if (entry->plan == NULL)
+	{
+		char		suffix[32];
+
+		snprintf(suffix, sizeof(suffix), "_%lld", (long long) shard);
+		entry->plan = bidguard_prepare(c, def->shard_sql ? def->shard_sql : def->sql,
+									   suffix, def);
+	}
+	return entry->plan;
+}
+
 /*
  * bidguard_plan
  *		The kept SPI plan of statement "id" for the extension in "nspid".
@@ -316,23 +418,13 @@ SPIPlanPtr
 bidguard_plan(Oid nspid, BidguardPlanId id)
 {
 	BidguardSchemaCache *c = bidguard_schema_cache(nspid);
+	const BidguardPlanDef *def = &plan_defs[id];
+	int64		shard = bidguard_placed_shard(nspid, def->table);
 
+	if (shard != 0)
+		return bidguard_shard_plan(c, def, id, shard);
 	if (c->plans[id] == NULL)
-	{
-		const BidguardPlanDef *def = &plan_defs[id];
-		char	   *sql;
-		SPIPlanPtr	plan;
-
-		sql = psprintf(def->sql, quote_identifier(c->nspname));
-		plan = SPI_prepare(sql, def->nargs, (Oid *) def->argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		c->plans[id] = plan;
-		pfree(sql);
-	}
+		c->plans[id] = bidguard_prepare(c, def->sql, "", def);
 	return c->plans[id];
 }
 
@@ -370,36 +462,42 @@ bidguard_events_owner(Oid nspid)
  *		The relations and columns the trade decision reads directly, looked
  *		up once per backend and schema, and again after a relcache
  *		invalidation of any of them (a dropped and re-created extension, an
- *		ALTER TABLE, an ANALYZE).  Returned by value: opening one of the
+ *		ALTER TABLE, an ANALYZE); on Citus, those of the shards the caller
+ *		placed bidguard_bots and bidguard_trades on.  Returned by value: opening one of the
  *		relations accepts invalidation messages, whose callback clears the
  *		cached copy, so a caller must not keep a pointer into it.
  */
+static BidguardTradeRelids
+bidguard_lookup_trade_relids(Oid nspid, int64 bots_shard, int64 trades_shard)
+{
+	BidguardTradeRelids t;
+
+	t.bots = bidguard_placed_relid(nspid, "bidguard_bots", bots_shard);
+	t.bots_pkey = bidguard_placed_relid(nspid, "bidguard_bots_pkey", bots_shard);
+	t.trades = bidguard_placed_relid(nspid, "bidguard_trades", trades_shard);
+	t.cooldown_idx = bidguard_placed_relid(nspid, "bidguard_trades_cooldown_idx", trades_shard);
+	t.bot_cooldown = get_attnum(t.bots, "cooldown");
+	t.trade_id = get_attnum(t.trades, "trade_id");
+	t.created_at = get_attnum(t.trades, "created_at");
+	t.filled_at = get_attnum(t.trades, "filled_at");
+	if (t.bot_cooldown <= 0 || t.trade_id <= 0 || t.created_at <= 0 || t.filled_at <= 0)
+		elog(ERROR, "bidguard: a column of the extension's tables is missing in schema \"%s\"",
+			 get_namespace_name(nspid));
+	return t;
+}
+
 BidguardTradeRelids
 bidguard_trade_relids(Oid nspid)
 {
 	BidguardSchemaCache *c = bidguard_schema_cache(nspid);
+	int64		bots_shard = bidguard_placed_shard(nspid, BG_TABLE_BOTS);
+	int64		trades_shard = bidguard_placed_shard(nspid, BG_TABLE_TRADES);
 
+	/* Citus shards: looked up each time, through the syscache */
+	if (bots_shard != 0 || trades_shard != 0)
+		return bidguard_lookup_trade_relids(nspid, bots_shard, trades_shard);
 	if (!OidIsValid(c->trade.trades))
-	{
-		BidguardTradeRelids t;
-
-		t.bots = get_relname_relid("bidguard_bots", nspid);
-		t.bots_pkey = get_relname_relid("bidguard_bots_pkey", nspid);
-		t.trades = get_relname_relid("bidguard_trades", nspid);
-		t.cooldown_idx = get_relname_relid("bidguard_trades_cooldown_idx", nspid);
-		if (!OidIsValid(t.bots) || !OidIsValid(t.bots_pkey) ||
-			!OidIsValid(t.trades) || !OidIsValid(t.cooldown_idx))
-			elog(ERROR, "bidguard: a table or index of the extension is missing in schema \"%s\"",
-				 c->nspname);
-		t.bot_cooldown = get_attnum(t.bots, "cooldown");
-		t.trade_id = get_attnum(t.trades, "trade_id");
-		t.created_at = get_attnum(t.trades, "created_at");
-		t.filled_at = get_attnum(t.trades, "filled_at");
-		if (t.bot_cooldown <= 0 || t.trade_id <= 0 || t.created_at <= 0 || t.filled_at <= 0)
-			elog(ERROR, "bidguard: a column of the extension's tables is missing in schema \"%s\"",
-				 c->nspname);
-		c->trade = t;
-	}
+		c->trade = bidguard_lookup_trade_relids(nspid, 0, 0);
 	return c->trade;
 }
 

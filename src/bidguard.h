@@ -149,6 +149,39 @@ extern void bidguard_count_wait(int64 us, bool obtained);
 extern bool bidguard_restoring(Relation rel);
 extern void bidguard_restore_wait_for_bot(Oid nspid, int64 bot_id, int64 trade_id);
 
+/*
+ * placement.c: which relation statements on bidguard's tables use, when
+ * Citus distributes them (a shard on this node) or not (the table).
+ */
+typedef enum BidguardTable
+{
+	BG_TABLE_NONE,				/* a table Citus never distributes (events) */
+	BG_TABLE_BIDS,
+	BG_TABLE_BOTS,
+	BG_TABLE_TRADES,
+	BG_NUM_TABLES
+} BidguardTable;
+
+#define BG_PLACE_UNSET	0		/* not placed: only right if not distributed */
+#define BG_PLACE_SELF	(-1)	/* not distributed: the table itself */
+
+/* Per table: BG_PLACE_UNSET, BG_PLACE_SELF or a Citus shard id (> 0). */
+typedef struct BidguardPlacement
+{
+	int64		shard[BG_NUM_TABLES];
+} BidguardPlacement;
+
+extern BidguardPlacement bidguard_placement;
+extern void bidguard_place_posting(Oid nspid, text *posting_id, Relation fence_rel,
+								   BidguardPlacement *saved);
+extern void bidguard_place_bot(Oid nspid, int64 bot_id, Relation fence_rel,
+							   BidguardPlacement *saved);
+extern void bidguard_place_unkeyed(Oid nspid, BidguardTable t, const char *function,
+								   const char *keyed, BidguardPlacement *saved);
+extern void bidguard_placement_restore(const BidguardPlacement *saved);
+extern int64 bidguard_placed_shard(Oid nspid, BidguardTable t);
+extern Oid	bidguard_placed_relid(Oid nspid, const char *relname, int64 shardid);
+
 /* shard.c */
 extern int32 bidguard_bot_shard_key(int64 bot_id);
 extern int32 bidguard_posting_shard_key(text *marketplace_id, text *posting_id);

@@ -380,8 +380,10 @@ bidguard_create_bid(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	pg_uuid_t  *uuid;
+	BidguardPlacement saved;
 
 	bidguard_check_writable("bidguard_create_bid()");
+	bidguard_place_posting(nspid, posting_id, NULL, &saved);
 	bidguard_lock_posting(bidguard_posting_key(marketplace_id, posting_id));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -399,6 +401,7 @@ bidguard_create_bid(PG_FUNCTION_ARGS)
 		/* A plain INSERT committed an active bid meanwhile: return it. */
 	}
 	SPI_finish();
+	bidguard_placement_restore(&saved);
 	if (!created)
 		bidguard_count(BG_STAT_BIDS_DEDUPLICATED);
 
@@ -446,6 +449,21 @@ bid_change_status(Oid nspid, int64 bid_id, BidStatus target, text *reason,
 }
 
 /*
+ * On Citus, a bid is found through its posting (the distribution column):
+ * the keyed variants (bidguard_citus_*) take the posting first and pass
+ * "argoff" 1; the plain ones are refused there (placement.c).
+ */
+static void
+bid_place(FunctionCallInfo fcinfo, Oid nspid, int argoff, const char *function,
+		  const char *keyed, BidguardPlacement *saved)
+{
+	if (argoff > 0)
+		bidguard_place_posting(nspid, bidguard_arg_id(fcinfo, 0, "posting_id"), NULL, saved);
+	else
+		bidguard_place_unkeyed(nspid, BG_TABLE_BIDS, function, keyed, saved);
+}
+
+/*
  * bidguard_set_bid_status(bid_id bigint, new_status text,
  *						   reason text DEFAULT NULL)
  * RETURNS TABLE (bid_id bigint, changed boolean, old_status text,
@@ -455,9 +473,8 @@ bid_change_status(Oid nspid, int64 bid_id, BidStatus target, text *reason,
  * again is a no-op.  Locks: the bid's posting lock, then its row FOR NO KEY
  * UPDATE.
  */
-PG_FUNCTION_INFO_V1(bidguard_set_bid_status);
-Datum
-bidguard_set_bid_status(PG_FUNCTION_ARGS)
+static Datum
+set_bid_status_body(FunctionCallInfo fcinfo, int argoff)
 {
 	Oid			nspid = bidguard_schema(fcinfo);
 	int64		bid_id;
@@ -466,15 +483,20 @@ bidguard_set_bid_status(PG_FUNCTION_ARGS)
 	bool		changed;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
+	BidguardPlacement saved;
 
-	bidguard_arg_not_null(fcinfo, 0, "bid_id");
-	bid_id = PG_GETARG_INT64(0);
-	new_status = arg_bid_status(fcinfo, 1, "new_status");
+	bidguard_arg_not_null(fcinfo, argoff, "bid_id");
+	bid_id = PG_GETARG_INT64(argoff);
+	new_status = arg_bid_status(fcinfo, argoff + 1, "new_status");
 	bidguard_check_writable("bidguard_set_bid_status()");
+	bid_place(fcinfo, nspid, argoff, "bidguard_set_bid_status(bid_id, new_status, reason)",
+			  "bidguard_citus_set_bid_status(posting_id, bid_id, new_status, reason)",
+			  &saved);
 
 	changed = bid_change_status(nspid, bid_id, new_status,
-								PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+								PG_ARGISNULL(argoff + 2) ? NULL : PG_GETARG_TEXT_PP(argoff + 2),
 								false, &old_status);
+	bidguard_placement_restore(&saved);
 
 	values[0] = Int64GetDatum(bid_id);
 	values[1] = BoolGetDatum(changed);
@@ -482,6 +504,27 @@ bidguard_set_bid_status(PG_FUNCTION_ARGS)
 	values[3] = status_datum(new_status);
 	bidguard_return_row(fcinfo, values, nulls);
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(bidguard_set_bid_status);
+Datum
+bidguard_set_bid_status(PG_FUNCTION_ARGS)
+{
+	return set_bid_status_body(fcinfo, 0);
+}
+
+/*
+ * bidguard_citus_set_bid_status(posting_id text, bid_id bigint,
+ *								 new_status text, reason text DEFAULT NULL)
+ *
+ * bidguard_set_bid_status for Citus (scaleout/citus): the bid's posting
+ * routes the call to the worker that holds it.
+ */
+PG_FUNCTION_INFO_V1(bidguard_citus_set_bid_status);
+Datum
+bidguard_citus_set_bid_status(PG_FUNCTION_ARGS)
+{
+	return set_bid_status_body(fcinfo, 1);
 }
 
 /*
@@ -492,9 +535,8 @@ bidguard_set_bid_status(PG_FUNCTION_ARGS)
  * left alone (withdrawn = false, its status).  Locks: as
  * bidguard_set_bid_status.
  */
-PG_FUNCTION_INFO_V1(bidguard_withdraw_bid);
-Datum
-bidguard_withdraw_bid(PG_FUNCTION_ARGS)
+static Datum
+withdraw_bid_body(FunctionCallInfo fcinfo, int argoff)
 {
 	Oid			nspid = bidguard_schema(fcinfo);
 	int64		bid_id;
@@ -502,20 +544,44 @@ bidguard_withdraw_bid(PG_FUNCTION_ARGS)
 	bool		withdrawn;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
+	BidguardPlacement saved;
 
-	bidguard_arg_not_null(fcinfo, 0, "bid_id");
-	bid_id = PG_GETARG_INT64(0);
+	bidguard_arg_not_null(fcinfo, argoff, "bid_id");
+	bid_id = PG_GETARG_INT64(argoff);
 	bidguard_check_writable("bidguard_withdraw_bid()");
+	bid_place(fcinfo, nspid, argoff, "bidguard_withdraw_bid(bid_id, reason)",
+			  "bidguard_citus_withdraw_bid(posting_id, bid_id, reason)", &saved);
 
 	withdrawn = bid_change_status(nspid, bid_id, BID_WITHDRAWN,
-								  PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1),
+								  PG_ARGISNULL(argoff + 1) ? NULL : PG_GETARG_TEXT_PP(argoff + 1),
 								  true, &old_status);
+	bidguard_placement_restore(&saved);
 
 	values[0] = Int64GetDatum(bid_id);
 	values[1] = BoolGetDatum(withdrawn);
 	values[2] = status_datum(withdrawn ? BID_WITHDRAWN : old_status);
 	bidguard_return_row(fcinfo, values, nulls);
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(bidguard_withdraw_bid);
+Datum
+bidguard_withdraw_bid(PG_FUNCTION_ARGS)
+{
+	return withdraw_bid_body(fcinfo, 0);
+}
+
+/*
+ * bidguard_citus_withdraw_bid(posting_id text, bid_id bigint,
+ *							   reason text DEFAULT NULL)
+ *
+ * bidguard_withdraw_bid for Citus, routed by the bid's posting.
+ */
+PG_FUNCTION_INFO_V1(bidguard_citus_withdraw_bid);
+Datum
+bidguard_citus_withdraw_bid(PG_FUNCTION_ARGS)
+{
+	return withdraw_bid_body(fcinfo, 1);
 }
 
 /*
@@ -539,8 +605,10 @@ bidguard_withdraw_posting(PG_FUNCTION_ARGS)
 	bool		found = false;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
+	BidguardPlacement saved;
 
 	bidguard_check_writable("bidguard_withdraw_posting()");
+	bidguard_place_posting(nspid, posting_id, NULL, &saved);
 	bidguard_lock_posting(key);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -562,6 +630,7 @@ bidguard_withdraw_posting(PG_FUNCTION_ARGS)
 		break;
 	}
 	SPI_finish();
+	bidguard_placement_restore(&saved);
 
 	if (found)
 	{

@@ -168,6 +168,7 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	CooldownGuard g;
 	TradesGuard tg;
 	Interval   *admitted_under;
+	BidguardPlacement saved;
 
 	if (!bidguard_fired_before_row_ins_upd(fcinfo))
 		bidguard_trigger_misuse("bidguard_trades_cooldown_trigger",
@@ -205,6 +206,18 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 			return PointerGetDatum(newtuple);
 	}
 
+	/*
+	 * On Citus: the bot's shards of bidguard_bots and bidguard_trades, the
+	 * latter the very shard this row goes into, or 23514 (placement.c).
+	 */
+	{
+		Datum		bot = heap_getattr(newtuple, cols->bot_id, desc, &isnull);
+
+		saved = bidguard_placement;
+		if (!isnull)
+			bidguard_place_bot(state->nspid, DatumGetInt64(bot), rel, &saved);
+	}
+
 	tg.nspid = state->nspid;
 	tg.cols = cols;
 	tg.trade_id = DatumGetInt64(heap_getattr(newtuple, cols->trade_id, desc, &isnull));
@@ -217,6 +230,7 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 
 		if (!isnull)
 			bidguard_restore_wait_for_bot(state->nspid, DatumGetInt64(bot), tg.trade_id);
+		bidguard_placement_restore(&saved);
 		return PointerGetDatum(newtuple);
 	}
 
@@ -248,5 +262,6 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		newtuple = heap_modify_tuple_by_cols(newtuple, desc, 1, &attnum, &d, &n);
 	}
 
+	bidguard_placement_restore(&saved);
 	return PointerGetDatum(newtuple);
 }

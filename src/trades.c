@@ -330,6 +330,7 @@ bidguard_set_cooldown(PG_FUNCTION_ARGS)
 	int64		bot_id;
 	Interval   *cooldown;
 	Datum		values[2];
+	BidguardPlacement saved;
 
 	bidguard_arg_not_null(fcinfo, 0, "bot_id");
 	bidguard_arg_not_null(fcinfo, 1, "cooldown");
@@ -338,6 +339,7 @@ bidguard_set_cooldown(PG_FUNCTION_ARGS)
 	bidguard_check_cooldown(cooldown, "cooldown");
 
 	bidguard_check_writable("bidguard_set_cooldown()");
+	bidguard_place_bot(nspid, bot_id, NULL, &saved);
 
 	values[0] = Int64GetDatum(bot_id);
 	values[1] = IntervalPGetDatum(cooldown);
@@ -347,6 +349,7 @@ bidguard_set_cooldown(PG_FUNCTION_ARGS)
 							   values, NULL, false, 0),
 			  SPI_OK_INSERT, "registering the bot");
 	SPI_finish();
+	bidguard_placement_restore(&saved);
 
 	PG_RETURN_VOID();
 }
@@ -379,6 +382,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 	const char *reason;
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
+	BidguardPlacement saved;
 
 	bidguard_arg_not_null(fcinfo, 0, "bot_id");
 	bot_id = PG_GETARG_INT64(0);
@@ -386,6 +390,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 	wait_ms = PG_ARGISNULL(2) ? -1 : bidguard_arg_wait_ms(PG_GETARG_INTERVAL_P(2));
 
 	bidguard_check_writable("bidguard_try_trade()");
+	bidguard_place_bot(nspid, bot_id, NULL, &saved);
 	trade_check_privileges(nspid);
 
 	if (!bidguard_try_lock(BIDGUARD_LOCK_CLASS_BOT, (uint64) bot_id, wait_ms))
@@ -443,6 +448,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 		}
 		SPI_finish();
 	}
+	bidguard_placement_restore(&saved);
 
 	values[0] = Int64GetDatum(trade_id);
 	nulls[0] = (event_id == NULL);
@@ -518,7 +524,7 @@ raise_bad_trade_transition(int64 trade_id, const char *from, const char *to,
  *		then its bot's lock.
  */
 static Datum
-trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
+trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill, int argoff)
 {
 	Oid			nspid = bidguard_schema(fcinfo);
 	int64		trade_id;
@@ -532,11 +538,24 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 	Datum		result[3];
 	bool		rnulls[3] = {false, false, false};
 	MemoryContext callcxt = CurrentMemoryContext;
+	BidguardPlacement saved;
 
-	bidguard_arg_not_null(fcinfo, 0, "trade_id");
-	trade_id = PG_GETARG_INT64(0);
+	bidguard_arg_not_null(fcinfo, argoff, "trade_id");
+	trade_id = PG_GETARG_INT64(argoff);
 
 	bidguard_check_writable(fill ? "bidguard_fill_trade()" : "bidguard_fail_trade()");
+	if (argoff > 0)
+	{
+		bidguard_arg_not_null(fcinfo, 0, "bot_id");
+		bidguard_place_bot(nspid, PG_GETARG_INT64(0), NULL, &saved);
+	}
+	else
+		bidguard_place_unkeyed(nspid, BG_TABLE_TRADES,
+							   fill ? "bidguard_fill_trade(trade_id, filled_at)" :
+							   "bidguard_fail_trade(trade_id, reason)",
+							   fill ? "bidguard_citus_fill_trade(bot_id, trade_id, filled_at)" :
+							   "bidguard_citus_fail_trade(bot_id, trade_id, reason)",
+							   &saved);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -545,6 +564,13 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 	bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_LOCK_TRADE),
 							   values, NULL, false, 0),
 			  SPI_OK_SELECT, "locking the trade");
+	if (SPI_processed > 0 && argoff > 0 &&
+		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) !=
+		PG_GETARG_INT64(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("trade %lld is not a trade of bot %lld",
+						(long long) trade_id, (long long) PG_GETARG_INT64(0))));
 	if (SPI_processed == 0)
 	{
 		/* Under a transaction snapshot, existing but invisible is 40001. */
@@ -584,18 +610,18 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 		{
 			TimestampTz now = bidguard_now();
 
-			if (!PG_ARGISNULL(1))
-				trade_check_fill_time(trade_id, created_at, PG_GETARG_TIMESTAMPTZ(1), now, NULL);
-			values[2] = PG_ARGISNULL(1) ? TimestampTzGetDatum(now) : PG_GETARG_DATUM(1);
+			if (!PG_ARGISNULL(argoff + 1))
+				trade_check_fill_time(trade_id, created_at, PG_GETARG_TIMESTAMPTZ(argoff + 1), now, NULL);
+			values[2] = PG_ARGISNULL(argoff + 1) ? TimestampTzGetDatum(now) : PG_GETARG_DATUM(argoff + 1);
 			nulls[3] = 'n';
 		}
 		else
 		{
 			nulls[2] = 'n';
-			if (PG_ARGISNULL(1))
+			if (PG_ARGISNULL(argoff + 1))
 				nulls[3] = 'n';
 			else
-				values[3] = PG_GETARG_DATUM(1);
+				values[3] = PG_GETARG_DATUM(argoff + 1);
 		}
 		bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_UPDATE_TRADE),
 								   values, nulls, false, 0),
@@ -607,6 +633,7 @@ trade_finish(FunctionCallInfo fcinfo, const char *to_status, bool fill)
 		raise_bad_trade_transition(trade_id, status, to_status,
 								   get_namespace_name(nspid));
 	SPI_finish();
+	bidguard_placement_restore(&saved);
 
 	result[0] = Int64GetDatum(trade_id);
 	result[1] = BoolGetDatum(changed);
@@ -626,7 +653,21 @@ PG_FUNCTION_INFO_V1(bidguard_fill_trade);
 Datum
 bidguard_fill_trade(PG_FUNCTION_ARGS)
 {
-	return trade_finish(fcinfo, "filled", true);
+	return trade_finish(fcinfo, "filled", true, 0);
+}
+
+/*
+ * bidguard_citus_fill_trade(bot_id bigint, trade_id bigint,
+ *							 filled_at timestamptz DEFAULT NULL)
+ *
+ * bidguard_fill_trade for Citus (scaleout/citus): the trade's bot routes
+ * the call to the worker that holds it.
+ */
+PG_FUNCTION_INFO_V1(bidguard_citus_fill_trade);
+Datum
+bidguard_citus_fill_trade(PG_FUNCTION_ARGS)
+{
+	return trade_finish(fcinfo, "filled", true, 1);
 }
 
 /*
@@ -641,5 +682,18 @@ PG_FUNCTION_INFO_V1(bidguard_fail_trade);
 Datum
 bidguard_fail_trade(PG_FUNCTION_ARGS)
 {
-	return trade_finish(fcinfo, "failed", false);
+	return trade_finish(fcinfo, "failed", false, 0);
+}
+
+/*
+ * bidguard_citus_fail_trade(bot_id bigint, trade_id bigint,
+ *							 reason text DEFAULT NULL)
+ *
+ * bidguard_fail_trade for Citus, routed by the trade's bot.
+ */
+PG_FUNCTION_INFO_V1(bidguard_citus_fail_trade);
+Datum
+bidguard_citus_fail_trade(PG_FUNCTION_ARGS)
+{
+	return trade_finish(fcinfo, "failed", false, 1);
 }
