@@ -36,9 +36,10 @@ OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 # (sql/bidguard--A--B.sql) are installed as they are.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(wildcard sql/$(EXTENSION)--*--*.sql) $(SCALEOUT_DATA)
-# The PL/Proxy kit's two extensions (scaleout/plproxy: bidguard_shard on each
-# shard, bidguard_proxy on the proxy), installed with bidguard.
-SCALEOUT_DATA = $(wildcard scaleout/plproxy/*.control scaleout/plproxy/*--*.sql)
+# The scale-out kits, installed with bidguard: scaleout/plproxy (bidguard_shard
+# on each shard, bidguard_proxy on the proxy) and scaleout/citus (bidguard_citus).
+SCALEOUT_DATA = $(wildcard scaleout/plproxy/*.control scaleout/plproxy/*--*.sql \
+	scaleout/citus/*.control scaleout/citus/*--*.sql)
 EXTRA_CLEAN = $(DATA_built) $(PG_BUILD_STAMP)
 
 # pg_regress and isolation suites are discovered by wildcard (pgvector's way).

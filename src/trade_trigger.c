@@ -25,6 +25,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -228,7 +229,13 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 	{
 		Datum		bot = heap_getattr(newtuple, cols->bot_id, desc, &isnull);
 
-		if (!isnull)
+		/*
+		 * Not in a Citus shard (a relation of another name): Citus copies a table's rows into its new
+		 * shards over other connections than its bots' (which this one
+		 * cannot see until they commit), with the foreign key not there
+		 * yet, and moves shards with their triggers created after the copy.
+		 */
+		if (!isnull && RelationGetRelid(rel) == get_relname_relid("bidguard_trades", state->nspid))
 			bidguard_restore_wait_for_bot(state->nspid, DatumGetInt64(bot), tg.trade_id);
 		bidguard_placement_restore(&saved);
 		return PointerGetDatum(newtuple);
