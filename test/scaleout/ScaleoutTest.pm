@@ -24,6 +24,8 @@ use Test::More;
 
 our @EXPORT = qw(
   plproxy_cluster
+  citus_cluster
+  citus_distribute
   start_pgbench
   finish_pgbench
   run_acked_calls
@@ -83,6 +85,51 @@ deadlock_timeout = '100ms'
 	  or BAIL_OUT('README.md: the sql-proxy block has no OPTIONS (p0 ...)');
 	$proxy->safe_psql('postgres', $proxy_sql);
 	return ($proxy, \@shards);
+}
+
+# A Citus cluster: a coordinator and $params{workers} workers (default 2),
+# each with citus and bidguard preloaded and the README's settings, citus
+# created on each, the workers added to the coordinator, and bidguard
+# created on the coordinator (Citus creates it on the workers).  Nothing is
+# distributed yet: citus_distribute runs the README's block.  Returns
+# ($coordinator, [$worker1, ...]).
+sub citus_cluster
+{
+	my (%params) = @_;
+	my $n = $params{workers} // 2;
+	my @nodes;
+	for my $i (0 .. $n)
+	{
+		my $node = PostgreSQL::Test::Cluster->new($i == 0 ? 'coordinator' : "worker$i");
+		$node->init;
+		$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'citus,bidguard'
+citus.enable_unsafe_triggers = on
+max_prepared_transactions = 100
+max_connections = 150
+log_min_messages = warning
+lock_timeout = '30s'
+deadlock_timeout = '100ms'
+});
+		$node->start;
+		$node->safe_psql('postgres', 'CREATE EXTENSION citus');
+		push @nodes, $node;
+	}
+	my $coordinator = shift @nodes;
+	$coordinator->safe_psql('postgres',
+		"SELECT citus_set_coordinator_host('" . $coordinator->host . "', " . $coordinator->port . ')');
+	$coordinator->safe_psql('postgres',
+		"SELECT citus_add_node('" . $_->host . "', " . $_->port . ')') for @nodes;
+	$coordinator->safe_psql('postgres', 'CREATE EXTENSION bidguard');
+	return ($coordinator, \@nodes);
+}
+
+# The README's ```sql-citus block, on the coordinator: bidguard_citus and
+# the layout.  Returns what bidguard_citus_distribute() reported.
+sub citus_distribute
+{
+	my ($coordinator) = @_;
+	return $coordinator->safe_psql('postgres', readme_block('sql-citus'));
 }
 
 # Start pgbench against host/port (a node, or any libpq target) with the
