@@ -108,7 +108,8 @@ demo:
 bench:
 	@bash bench/run.sh
 
-# Through a PL/Proxy proxy (2 shards) against one server (bench/scaleout.sh).
+# Through a PL/Proxy proxy (2 shards) and a Citus coordinator (2 workers) against
+# one server (bench/scaleout.sh).
 bench-scaleout:
 	@PG_CONFIG='$(PG_CONFIG)' bash bench/scaleout.sh
 

@@ -19,6 +19,9 @@
  * executing further up the stack (a trigger fired by one of our own
  * statements).  Renaming the schema is noticed through a syscache callback
  * and retires the entry the same way.
+ * On Citus, a statement on a distributed table runs on the shard the caller
+ * placed it on (placement.c): those plans are kept per (statement, shard)
+ * in the schema's entry, and prepared the first time each is needed.
  *
  * Nothing here takes locks of its own.
  *

@@ -13,7 +13,8 @@
  * (trades.h), the restore rule in restore.c, the cooldown trigger's row logic in
  * cooldown.c, the guards on the application's tables in guard_trigger.c and
  * guard_admin.c (guards.h), the audit trail and ids in events.c, the
- * statistics in stats.c, and what they share (argument checks, the SPI plan
+ * statistics in stats.c, where statements go when Citus distributes the
+ * tables in placement.c, and what they share (argument checks, the SPI plan
  * cache, the one-row result helper) in bidguard.c.  Version differences of
  * PostgreSQL are in compat.h only.
  *
