@@ -157,73 +157,129 @@ COMMENT ON FUNCTION @extschema@.bidguard_citus_prepare_node() IS
     'readies this node''s bidguard tables for Citus: keys that include the distribution column, node-unique id ranges (run by bidguard_citus_distribute)';
 
 --
--- bidguard_citus_move_events(): a row's events belong on the row's node.
--- Moves the coordinator's events of distributed bids and trades to the
--- worker that holds the bid's posting or the trade's bot, in batches; the
--- copies are written first (ON CONFLICT DO NOTHING), the coordinator's
--- deleted after, so a failure half-way loses nothing and a second call
--- finishes the move.  Events of neither stay on the coordinator.
+-- bidguard_citus_stray_events(): this node's events whose bid or trade is
+-- held by a shard on another node (after bidguard_citus_distribute() moved
+-- the rows off the coordinator, or after Citus moved a shard), at most
+-- batch_size of them, grouped by the Citus group that holds their row.
 --
-CREATE FUNCTION @extschema@.bidguard_citus_move_events(batch_size integer DEFAULT 5000)
+CREATE FUNCTION @extschema@.bidguard_citus_stray_events(batch_size integer DEFAULT 5000)
+RETURNS TABLE (groupid integer, event_ids uuid[], events text)
+LANGUAGE sql
+AS $fn$
+    SELECT s.groupid, pg_catalog.array_agg(s.event_id), pg_catalog.json_agg(s.ev)::text
+      FROM (SELECT p.groupid, ev.event_id, ev
+              FROM @extschema@.bidguard_events AS ev
+             CROSS JOIN LATERAL (
+                   SELECT CASE
+                          WHEN ev.bid_id IS NOT NULL AND ev.posting_id IS NOT NULL THEN
+                               pg_catalog.get_shard_id_for_distribution_column(
+                                   '@extschema@.bidguard_bids'::pg_catalog.regclass, ev.posting_id)
+                          WHEN ev.trade_id IS NOT NULL AND ev.bot_id IS NOT NULL THEN
+                               pg_catalog.get_shard_id_for_distribution_column(
+                                   '@extschema@.bidguard_trades'::pg_catalog.regclass, ev.bot_id)
+                          END AS shardid) AS k
+              JOIN pg_catalog.pg_dist_placement AS p ON p.shardid OPERATOR(pg_catalog.=) k.shardid
+             WHERE p.groupid OPERATOR(pg_catalog.<>) (SELECT l.groupid FROM pg_catalog.pg_dist_local_group AS l)
+             LIMIT batch_size) AS s
+     GROUP BY s.groupid
+$fn$;
+
+COMMENT ON FUNCTION @extschema@.bidguard_citus_stray_events(integer) IS
+    'this node''s events whose row is on another node, by the Citus group that holds it (read by bidguard_citus_move_events)';
+
+--
+-- bidguard_citus_move_events(): a row's events belong on the row's node.
+-- From the coordinator, for every node: its stray events are copied to the
+-- node that holds their row (ON CONFLICT DO NOTHING), then deleted where
+-- they were, in batches; a failure half-way loses nothing and a second call
+-- finishes the move.  bidguard_citus_distribute() calls it; call it again
+-- after moving shards (citus_rebalance_start(), citus_move_shard_placement()).
+-- Events of neither a bid nor a trade stay where they are.
+--
+CREATE FUNCTION @extschema@.bidguard_citus_move_events(batch_size integer DEFAULT 5000,
+                                                       coordinator_only boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
-    n record;
+    src record;
+    dst record;
+    b record;
     r record;
-    ids uuid[];
-    payload text;
     moved bigint := 0;
+    found_any boolean;
 BEGIN
     IF (SELECT l.groupid FROM pg_catalog.pg_dist_local_group AS l) OPERATOR(pg_catalog.<>) 0 THEN
         RAISE EXCEPTION 'bidguard_citus_move_events() runs on the coordinator'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    FOR n IN SELECT d.nodename, d.nodeport, d.groupid FROM pg_catalog.pg_dist_node AS d
-              WHERE d.groupid OPERATOR(pg_catalog.<>) 0 AND d.isactive
-                AND d.noderole OPERATOR(pg_catalog.=) 'primary'
-              ORDER BY d.groupid
+    FOR src IN SELECT d.nodename, d.nodeport, d.groupid FROM pg_catalog.pg_dist_node AS d
+                WHERE d.isactive AND d.noderole OPERATOR(pg_catalog.=) 'primary'
+                  AND (NOT coordinator_only OR d.groupid OPERATOR(pg_catalog.=) 0)
+                ORDER BY d.groupid
     LOOP
         LOOP
-            SELECT pg_catalog.array_agg(e.event_id), pg_catalog.json_agg(e)::text
-              INTO ids, payload
-              FROM (SELECT ev.*
-                      FROM @extschema@.bidguard_events AS ev
-                      CROSS JOIN LATERAL (
-                            SELECT CASE
-                                   WHEN ev.bid_id IS NOT NULL AND ev.posting_id IS NOT NULL THEN
-                                        pg_catalog.get_shard_id_for_distribution_column(
-                                            '@extschema@.bidguard_bids'::pg_catalog.regclass, ev.posting_id)
-                                   WHEN ev.trade_id IS NOT NULL AND ev.bot_id IS NOT NULL THEN
-                                        pg_catalog.get_shard_id_for_distribution_column(
-                                            '@extschema@.bidguard_trades'::pg_catalog.regclass, ev.bot_id)
-                                   END AS shardid) AS s
-                     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement AS p
-                                    WHERE p.shardid OPERATOR(pg_catalog.=) s.shardid
-                                      AND p.groupid OPERATOR(pg_catalog.=) n.groupid)
-                     LIMIT batch_size) AS e;
-            EXIT WHEN ids IS NULL;
-            SELECT * INTO r
-              FROM pg_catalog.master_run_on_worker(
-                       ARRAY[n.nodename], ARRAY[n.nodeport],
-                       ARRAY[pg_catalog.format(
-                           'INSERT INTO @extschema@.bidguard_events SELECT * FROM pg_catalog.json_populate_recordset(NULL::@extschema@.bidguard_events, %L) ON CONFLICT (event_id) DO NOTHING',
-                           payload)],
-                       false);
-            IF NOT r.success THEN
-                RAISE EXCEPTION 'could not copy bidguard events to %:%: %', n.nodename, n.nodeport, r.result;
+            -- the coordinator's own, in this transaction: it may be the one
+            -- that distributed the tables, which other connections do not
+            -- see yet
+            IF src.groupid OPERATOR(pg_catalog.=) 0 THEN
+                SELECT true AS success, pg_catalog.json_agg(s)::text AS result INTO r
+                  FROM @extschema@.bidguard_citus_stray_events(batch_size) AS s;
+            ELSE
+                SELECT * INTO r FROM pg_catalog.master_run_on_worker(
+                    ARRAY[src.nodename], ARRAY[src.nodeport],
+                    ARRAY[pg_catalog.format(
+                        'SELECT pg_catalog.json_agg(s) FROM @extschema@.bidguard_citus_stray_events(%s) AS s',
+                        batch_size)],
+                    false);
             END IF;
-            DELETE FROM @extschema@.bidguard_events AS ev
-             WHERE ev.event_id OPERATOR(pg_catalog.=) ANY (ids);
-            moved := moved OPERATOR(pg_catalog.+) pg_catalog.cardinality(ids);
+            IF NOT r.success THEN
+                RAISE EXCEPTION 'could not read the stray events of %:%: %', src.nodename, src.nodeport, r.result;
+            END IF;
+            found_any := false;
+            FOR b IN SELECT j.groupid, j.event_ids, j.events
+                       FROM pg_catalog.json_to_recordset(NULLIF(r.result, '')::pg_catalog.json)
+                            AS j(groupid integer, event_ids uuid[], events text)
+            LOOP
+                found_any := true;
+                SELECT d.nodename, d.nodeport INTO dst FROM pg_catalog.pg_dist_node AS d
+                 WHERE d.groupid OPERATOR(pg_catalog.=) b.groupid
+                   AND d.noderole OPERATOR(pg_catalog.=) 'primary';
+                SELECT * INTO r FROM pg_catalog.master_run_on_worker(
+                    ARRAY[dst.nodename], ARRAY[dst.nodeport],
+                    ARRAY[pg_catalog.format(
+                        'INSERT INTO @extschema@.bidguard_events SELECT * FROM pg_catalog.json_populate_recordset(NULL::@extschema@.bidguard_events, %L) ON CONFLICT (event_id) DO NOTHING',
+                        b.events)],
+                    false);
+                IF NOT r.success THEN
+                    RAISE EXCEPTION 'could not copy bidguard events to %:%: %', dst.nodename, dst.nodeport, r.result;
+                END IF;
+                IF src.groupid OPERATOR(pg_catalog.=) 0 THEN
+                    DELETE FROM @extschema@.bidguard_events AS ev
+                     WHERE ev.event_id OPERATOR(pg_catalog.=) ANY (b.event_ids);
+                    SELECT true AS success, '' AS result INTO r;
+                ELSE
+                    SELECT * INTO r FROM pg_catalog.master_run_on_worker(
+                        ARRAY[src.nodename], ARRAY[src.nodeport],
+                        ARRAY[pg_catalog.format(
+                            'DELETE FROM @extschema@.bidguard_events WHERE event_id OPERATOR(pg_catalog.=) ANY (%L::uuid[])',
+                            b.event_ids)],
+                        false);
+                END IF;
+                IF NOT r.success THEN
+                    RAISE EXCEPTION 'could not delete the moved events on %:%: %', src.nodename, src.nodeport, r.result;
+                END IF;
+                moved := moved OPERATOR(pg_catalog.+) pg_catalog.cardinality(b.event_ids);
+            END LOOP;
+            EXIT WHEN NOT found_any;
         END LOOP;
     END LOOP;
     RETURN moved;
 END
 $fn$;
 
-COMMENT ON FUNCTION @extschema@.bidguard_citus_move_events(integer) IS
-    'moves the coordinator''s events of distributed bids and trades to the worker that holds their rows; safe to run again';
+COMMENT ON FUNCTION @extschema@.bidguard_citus_move_events(integer, boolean) IS
+    'moves every node''s events to the node that holds their bid or trade (after distributing, or after moving shards); safe to run again';
 
 --
 -- bidguard_citus_distribute(shard_count): the supported layout, from a
@@ -292,7 +348,7 @@ BEGIN
                                     WHERE s.logicalrelid OPERATOR(pg_catalog.=) '@extschema@.bidguard_bids'::pg_catalog.regclass));
 
     RETURN NEXT pg_catalog.format('events moved to their rows'' workers: %s',
-                                  @extschema@.bidguard_citus_move_events());
+                                  @extschema@.bidguard_citus_move_events(coordinator_only => true));
 
     -- Every function that changes the tables, routed by its key and always
     -- delegated, in and out of transaction blocks.
@@ -519,5 +575,6 @@ COMMENT ON FUNCTION @extschema@.bidguard_citus_stats() IS
     'bidguard_stats of every node of the Citus cluster (each node counts what its own guards did)';
 
 REVOKE ALL ON FUNCTION @extschema@.bidguard_citus_prepare_node() FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@.bidguard_citus_move_events(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.bidguard_citus_move_events(integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.bidguard_citus_stray_events(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.bidguard_citus_distribute(integer) FROM PUBLIC;

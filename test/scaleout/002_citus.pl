@@ -24,6 +24,9 @@
 #	  - A worker stopped (immediate) and started mid-run: every call the
 #	    coordinator acknowledged is there; only that worker's keys failed
 #	    meanwhile, with a clear error; afterwards it answers again.
+#	  - A worker added: prepared (its id range), shards moved to it by
+#	    Citus's rebalancer, the moved rows' events moved after them
+#	    (bidguard_citus_move_events), every invariant holding again.
 
 use strict;
 use warnings FATAL => 'all';
@@ -451,6 +454,37 @@ cmp_ok(scalar(@other_while_down), '>', 10,
 my @late = grep { $_->{t} > 5.5 && $_->{ack} eq 'trade' && $bot_worker->{ $_->{bot} } == 1 } @acked;
 ok(scalar(@late), 'stopped worker: after its restart the coordinator reached it again');
 invariants('after the stop');
+
+# ---------------------------------------------------------------- a worker added, shards moved
+# The README's steps: the new node's id range, Citus's rebalancer, then the
+# events of the rows that moved follow them.
+my $worker3 = citus_node('worker3');
+$co->safe_psql('postgres', "SELECT citus_add_node('" . $worker3->host . "', " . $worker3->port . ')');
+like($worker3->safe_psql('postgres', 'SELECT bidguard_citus_prepare_node()'),
+	qr/bidguard_bids_bid_id_seq in \[844424930131968, 1125899906842623\]/, 'added worker: prepared, with its own id range');
+$co->safe_psql('postgres', q{SELECT rebalance_table_shards(shard_transfer_mode => 'block_writes')});
+my $on_new = $co->safe_psql('postgres', 'SELECT count(*) FROM pg_dist_shard_placement WHERE nodeport = ' . $worker3->port);
+cmp_ok($on_new, '>', 0, "added worker: the rebalancer moved $on_new shards to it");
+my $strays = $co->safe_psql('postgres', 'SELECT sum(violations) FROM bidguard_citus_invariants() WHERE check_name LIKE \'%without_event\'');
+cmp_ok($strays, '>', 0, "added worker: before the events follow, $strays moved rows have theirs elsewhere");
+my $moved = $co->safe_psql('postgres', 'SELECT bidguard_citus_move_events()');
+cmp_ok($moved, '>=', $strays, "added worker: bidguard_citus_move_events() moves their $moved events (every event of each moved row)");
+is($co->safe_psql('postgres', 'SELECT bidguard_citus_move_events()'), '0', '... and a second call finds none');
+invariants('after the rebalance');
+my $moved_bot = (grep { $_ } map {
+	my $b = $_;
+	$co->safe_psql('postgres', qq{SELECT n.nodeport FROM pg_dist_placement AS p JOIN pg_dist_node AS n USING (groupid)
+		 WHERE p.shardid = get_shard_id_for_distribution_column('bidguard_trades', ${b}::bigint)}) == $worker3->port ? $b : undef
+} 1001 .. 1020)[0];
+SKIP:
+{
+	skip 'no race bot moved to the new worker', 2 unless defined $moved_bot;
+	is($co->safe_psql('postgres', "SELECT reason FROM bidguard_try_trade($moved_bot, '{}', '1 s')") =~ /^(executed|cooldown)$/ ? 'ok' : 'no',
+		'ok', "added worker: bot $moved_bot, moved there, is guarded there");
+	is($worker3->safe_psql('postgres', "SELECT count(*) > 0 FROM bidguard_events WHERE bot_id = $moved_bot"), 't',
+		'... with its events');
+}
+$worker3->stop;
 
 $co->stop;
 $_->stop for @workers;

@@ -25,6 +25,7 @@ use Test::More;
 our @EXPORT = qw(
   plproxy_cluster
   citus_cluster
+  citus_node
   citus_distribute
   start_pgbench
   finish_pgbench
@@ -97,31 +98,37 @@ sub citus_cluster
 {
 	my (%params) = @_;
 	my $n = $params{workers} // 2;
-	my @nodes;
-	for my $i (0 .. $n)
-	{
-		my $node = PostgreSQL::Test::Cluster->new($i == 0 ? 'coordinator' : "worker$i");
-		$node->init;
-		$node->append_conf('postgresql.conf', qq{
+	my $coordinator = citus_node('coordinator');
+	my @workers = map { citus_node("worker$_") } 1 .. $n;
+	$coordinator->safe_psql('postgres',
+		"SELECT citus_set_coordinator_host('" . $coordinator->host . "', " . $coordinator->port . ')');
+	$coordinator->safe_psql('postgres',
+		"SELECT citus_add_node('" . $_->host . "', " . $_->port . ')') for @workers;
+	$coordinator->safe_psql('postgres', 'CREATE EXTENSION bidguard');
+	return ($coordinator, \@workers);
+}
+
+# One node of a Citus cluster, started, with citus created (citus_cluster;
+# a worker added later is made the same way).  citus.local_hostname: the
+# rebalancer connects to its own node, here through the socket directory.
+sub citus_node
+{
+	my ($name) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'citus,bidguard'
 citus.enable_unsafe_triggers = on
+citus.local_hostname = '@{[ $node->host ]}'
 max_prepared_transactions = 100
 max_connections = 150
 log_min_messages = warning
 lock_timeout = '30s'
 deadlock_timeout = '100ms'
 });
-		$node->start;
-		$node->safe_psql('postgres', 'CREATE EXTENSION citus');
-		push @nodes, $node;
-	}
-	my $coordinator = shift @nodes;
-	$coordinator->safe_psql('postgres',
-		"SELECT citus_set_coordinator_host('" . $coordinator->host . "', " . $coordinator->port . ')');
-	$coordinator->safe_psql('postgres',
-		"SELECT citus_add_node('" . $_->host . "', " . $_->port . ')') for @nodes;
-	$coordinator->safe_psql('postgres', 'CREATE EXTENSION bidguard');
-	return ($coordinator, \@nodes);
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION citus');
+	return $node;
 }
 
 # The README's ```sql-citus block, on the coordinator: bidguard_citus and
