@@ -9,6 +9,10 @@
  *
  * Locking protocol
  * ----------------
+ * 0. On Citus, every entry point first places itself by its posting_id
+ *    (placement.c): it runs only on the node that holds the posting's shard,
+ *    and refuses (0A000) before taking any lock anywhere else, so that all
+ *    of a posting's locks live in one lock space, beside its rows.
  * 1. The posting lock (locks.c, class BID, key bidguard_lock_key(marketplace,
  *    posting)) is taken by every bidguard function that looks at or changes
  *    a posting's bids, before it reads anything, and held to the end of the

@@ -14,6 +14,10 @@
  *
  * Locking protocol
  * ----------------
+ * 0. On Citus, every entry point first places itself by its bot_id
+ *    (placement.c): it runs only on the node that holds the bot's shard,
+ *    and refuses (0A000) before taking any lock anywhere else, so that all
+ *    of a bot's locks live in one lock space, beside its rows.
  * 1. The bot's lock (locks.c, class BOT, key bot_id) is held, to the end of
  *    the transaction, by whatever admits a trade or moves one in time:
  *    bidguard_try_trade, the cooldown trigger on INSERT and on UPDATEs that
