@@ -42,8 +42,14 @@ use ScaleoutTest;
 
 my $sharedir = `pg_config --sharedir`;
 chomp $sharedir;
-plan skip_all => 'Citus is not installed in this server (scripts/build-citus.sh, or Citus\'s packages)'
-  unless -e "$sharedir/extension/citus.control";
+unless (-e "$sharedir/extension/citus.control")
+{
+	# CI builds Citus (scripts/build-citus.sh) and requires it: a skip there
+	# would hide that the Citus layout went untested.
+	BAIL_OUT('Citus is not installed in this server, and BIDGUARD_REQUIRE_CITUS is set')
+	  if $ENV{BIDGUARD_REQUIRE_CITUS};
+	plan skip_all => 'Citus is not installed in this server (scripts/build-citus.sh, or Citus\'s packages)';
+}
 
 my ($co, $workers) = citus_cluster(workers => 2);
 my @workers = @$workers;
