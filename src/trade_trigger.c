@@ -68,9 +68,14 @@ check_admission_time(TriggerData *trigdata, int attnum, Relation rel)
 				 errtableconstraint(rel, "bidguard_trade_admission_time")));
 }
 
-/* Column numbers of bidguard_trades the cooldown trigger reads. */
+/*
+ * Column numbers of bidguard_trades the cooldown trigger reads, and whether
+ * the trigger's relation is a Citus shard of it (another name) rather than
+ * the table itself; per call site, that is per relation.
+ */
 typedef struct TradeColumns
 {
+	bool		in_shard;
 	int			trade_id;
 	int			bot_id;
 	int			status;
@@ -189,6 +194,8 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		cols->created_at = bidguard_column(rel, "created_at");
 		cols->filled_at = bidguard_column(rel, "filled_at");
 		cols->cooldown = bidguard_column(rel, "cooldown");
+		cols->in_shard = RelationGetRelid(rel) !=
+			get_relname_relid("bidguard_trades", state->nspid);
 		state->columns = cols;
 	}
 
@@ -230,12 +237,12 @@ bidguard_trades_cooldown_trigger(PG_FUNCTION_ARGS)
 		Datum		bot = heap_getattr(newtuple, cols->bot_id, desc, &isnull);
 
 		/*
-		 * Not in a Citus shard (a relation of another name): Citus copies a table's rows into its new
+		 * Not in a Citus shard: Citus copies a table's rows into its new
 		 * shards over other connections than its bots' (which this one
 		 * cannot see until they commit), with the foreign key not there
 		 * yet, and moves shards with their triggers created after the copy.
 		 */
-		if (!isnull && RelationGetRelid(rel) == get_relname_relid("bidguard_trades", state->nspid))
+		if (!isnull && !cols->in_shard)
 			bidguard_restore_wait_for_bot(state->nspid, DatumGetInt64(bot), tg.trade_id);
 		bidguard_placement_restore(&saved);
 		return PointerGetDatum(newtuple);

@@ -52,14 +52,6 @@ sub on_shard_of
 	return $shards[ $proxy->safe_psql('postgres', "SELECT ($keysql) & 1") ];
 }
 
-sub error_of
-{
-	my ($node, $sql) = @_;
-	my ($rc, $out, $err) = $node->psql('postgres', $sql,
-		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-	return $rc == 0 ? '' : $err;
-}
-
 # ---------------------------------------------------------------- the contract
 # Every public function of bidguard, by name and argument types, with its
 # arguments (names and defaults) and result, exists on the proxy; the ones

@@ -54,14 +54,6 @@ unless (-e "$sharedir/extension/citus.control")
 my ($co, $workers) = citus_cluster(workers => 2);
 my @workers = @$workers;
 
-sub error_of
-{
-	my ($node, $sql) = @_;
-	my ($rc, $out, $err) = $node->psql('postgres', $sql,
-		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
-	return $rc == 0 ? '' : $err;
-}
-
 # The worker (index into @workers) that holds $key of $table.
 sub worker_of
 {

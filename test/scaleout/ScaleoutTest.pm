@@ -27,6 +27,7 @@ our @EXPORT = qw(
   citus_cluster
   citus_node
   citus_distribute
+  error_of
   start_pgbench
   finish_pgbench
   run_acked_calls
@@ -137,6 +138,16 @@ sub citus_distribute
 {
 	my ($coordinator) = @_;
 	return $coordinator->safe_psql('postgres', readme_block('sql-citus'));
+}
+
+# The error $sql raises on $node, verbose (with its SQLSTATE and
+# CONSTRAINT NAME lines); '' when it succeeds.
+sub error_of
+{
+	my ($node, $sql) = @_;
+	my ($rc, $out, $err) = $node->psql('postgres', $sql,
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	return $rc == 0 ? '' : $err;
 }
 
 # Start pgbench against host/port (a node, or any libpq target) with the
