@@ -115,6 +115,35 @@ typedef struct BidguardTradeRelids
 	AttrNumber	filled_at;
 } BidguardTradeRelids;
 
+/* direct.c: inserts into bidguard's tables without SQL */
+typedef struct BidguardDirectSpec
+{
+	const char *const *columns; /* NULL-terminated: every column the table has */
+	const char *identity;		/* the identity column, or NULL */
+	const char *arbiter;		/* the ON CONFLICT arbiter index, or NULL */
+	const char *fkey;			/* a foreign key the caller keeps itself, or NULL */
+} BidguardDirectSpec;
+typedef struct BidguardDirect BidguardDirect;
+extern BidguardDirect *bidguard_direct_open(Oid nspid, Oid relid,
+											const BidguardDirectSpec *spec,
+											AclMode privileges);
+extern bool bidguard_direct_insert(BidguardDirect *d, const Datum *values,
+								   const bool *nulls, bool do_nothing, ItemPointer tid);
+extern int64 bidguard_direct_next_id(BidguardDirect *d);
+extern Relation bidguard_direct_relation(BidguardDirect *d);
+extern Relation bidguard_direct_arbiter(BidguardDirect *d);
+extern AttrNumber bidguard_direct_attnum(BidguardDirect *d, int i);
+extern void bidguard_direct_close(BidguardDirect *d);
+
+/* events.c */
+extern void bidguard_event_write(Oid nspid, Datum *values, char *nulls, bool new_id);
+extern struct pg_uuid_t *bidguard_new_uuid_v7(void);
+extern void bidguard_event_bid_created(Oid nspid, int64 bid_id, text *marketplace_id,
+									   text *posting_id, struct pg_uuid_t *event_id,
+									   TimestampTz at);
+extern void bidguard_event_trade_executed(Oid nspid, int64 trade_id, int64 bot_id,
+										  struct pg_uuid_t *event_id, TimestampTz at);
+
 /* bidguard.c */
 extern BidguardTradeRelids bidguard_trade_relids(Oid nspid);
 extern BidguardCallState *bidguard_call_state(FunctionCallInfo fcinfo);

@@ -69,14 +69,6 @@
 #include "bidguard.h"
 #include "bids.h"
 
-/* What a lookup found of a bid. */
-typedef struct BidRow
-{
-	int64		bid_id;
-	BidStatus	status;
-	pg_uuid_t	atomic_event_id;
-} BidRow;
-
 static void
 bid_row_from_tuple(int row, BidRow *bid)
 {
@@ -91,8 +83,8 @@ bid_row_from_tuple(int row, BidRow *bid)
 		   sizeof(pg_uuid_t));
 }
 
-static void
-raise_posting_serialization_failure(text *marketplace_id, text *posting_id)
+void
+bid_raise_posting_serialization_failure(text *marketplace_id, text *posting_id)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -150,7 +142,7 @@ bid_find_active(Oid nspid, text *marketplace_id, text *posting_id, BidRow *bid)
 													 1, &isnull));
 		}
 		if (found != found_now || (found && bid->bid_id != bid_id_now))
-			raise_posting_serialization_failure(marketplace_id, posting_id);
+			bid_raise_posting_serialization_failure(marketplace_id, posting_id);
 	}
 	return found;
 }
@@ -360,6 +352,55 @@ status_datum(BidStatus s)
 }
 
 /*
+ * bid_create
+ *		The posting's active bid, or a new pending one (true): the body of
+ *		bidguard_create_bid and of each element of bidguard_create_bids.
+ *		The caller holds the posting lock.  Without SQL when bidguard_bids
+ *		allows it (bid_write.c), else through SPI.
+ */
+bool
+bid_create(Oid nspid, text *marketplace_id, text *posting_id, Jsonb *bid_data, BidRow *bid)
+{
+	BidguardDirect *d = bid_direct_open(nspid);
+	bool		created = false;
+
+	if (d != NULL)
+	{
+		for (;;)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (bid_direct_find_active(d, marketplace_id, posting_id, bid))
+				break;
+			if (bid_direct_insert(nspid, d, marketplace_id, posting_id, bid_data, bid))
+			{
+				created = true;
+				break;
+			}
+			/* A plain INSERT committed an active bid meanwhile: return it. */
+		}
+		bidguard_direct_close(d);
+		return created;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (bid_find_active(nspid, marketplace_id, posting_id, bid))
+			break;
+		if (bid_insert(nspid, marketplace_id, posting_id, bid_data, bid))
+		{
+			created = true;
+			break;
+		}
+		/* A plain INSERT committed an active bid meanwhile: return it. */
+	}
+	SPI_finish();
+	return created;
+}
+
+/*
  * bidguard_create_bid(marketplace_id text, posting_id text,
  *					   bid_data jsonb DEFAULT '{}')
  * RETURNS TABLE (bid_id bigint, created boolean, status text,
@@ -389,22 +430,7 @@ bidguard_create_bid(PG_FUNCTION_ARGS)
 	bidguard_check_writable("bidguard_create_bid()");
 	bidguard_place_posting(nspid, posting_id, NULL, &saved);
 	bidguard_lock_posting(bidguard_posting_key(marketplace_id, posting_id));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	for (;;)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (bid_find_active(nspid, marketplace_id, posting_id, &bid))
-			break;
-		if (bid_insert(nspid, marketplace_id, posting_id, bid_data, &bid))
-		{
-			created = true;
-			break;
-		}
-		/* A plain INSERT committed an active bid meanwhile: return it. */
-	}
-	SPI_finish();
+	created = bid_create(nspid, marketplace_id, posting_id, bid_data, &bid);
 	bidguard_placement_restore(&saved);
 	if (!created)
 		bidguard_count(BG_STAT_BIDS_DEDUPLICATED);

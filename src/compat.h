@@ -16,6 +16,10 @@
  *	- index_beginscan() takes an IndexScanInstrumentation pointer (18).
  *	- object_ownercheck() (16) replaced pg_class_ownercheck().
  *	- intervals may be infinite (17): INTERVAL_NOT_FINITE() is false before.
+ *	- ExecInsertIndexTuples() takes onlySummarizing (16);
+ *	  ExecCheckIndexConstraints() takes the tuple's own tid (18);
+ *	  index_insert_cleanup() exists (17); getIdentitySequence() takes the
+ *	  Relation (17).
  *
  * Locks: none.
  *
@@ -32,6 +36,8 @@
 #endif
 
 #include "access/genam.h"
+#include "catalog/dependency.h"
+#include "executor/executor.h"
 #include "catalog/pg_class.h"
 #include "utils/acl.h"
 #include "utils/timestamp.h"
@@ -65,6 +71,30 @@ object_ownercheck(Oid classid, Oid objectid, Oid roleid)
 		elog(ERROR, "bidguard: object_ownercheck for class %u is not provided", classid);
 	return pg_class_ownercheck(objectid, roleid);
 }
+#endif
+
+/* The executor's index insertion and ON CONFLICT pre-check (direct.c). */
+#if PG_VERSION_NUM >= 160000
+#define bidguard_exec_insert_index_tuples(rri, slot, estate, nodup, specconflict, arbiters) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, (nodup), (specconflict), (arbiters), false)
+#else
+#define bidguard_exec_insert_index_tuples(rri, slot, estate, nodup, specconflict, arbiters) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, (nodup), (specconflict), (arbiters))
+#endif
+#if PG_VERSION_NUM >= 180000
+#define bidguard_exec_check_index_constraints(rri, slot, estate, conflict, arbiters) \
+	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict), NULL, (arbiters))
+#else
+#define bidguard_exec_check_index_constraints(rri, slot, estate, conflict, arbiters) \
+	ExecCheckIndexConstraints((rri), (slot), (estate), (conflict), (arbiters))
+#endif
+#if PG_VERSION_NUM >= 170000
+#define bidguard_index_insert_cleanup(ind, info) index_insert_cleanup((ind), (info))
+#define bidguard_identity_sequence(rel, attnum) getIdentitySequence((rel), (attnum), true)
+#else
+#define bidguard_index_insert_cleanup(ind, info) ((void) 0)
+#define bidguard_identity_sequence(rel, attnum) \
+	getIdentitySequence(RelationGetRelid(rel), (attnum), true)
 #endif
 
 /* Infinite intervals exist from PostgreSQL 17 on. */

@@ -33,6 +33,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/uuid.h"
@@ -172,6 +174,148 @@ reason_detail(HeapTuple tuple, int attnum, TupleDesc desc)
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
+/* bidguard_events' columns, in the order of BG_PLAN_INSERT_EVENT's parameters */
+static const char *const event_columns[] = {
+	"event_id", "occurred_at", "kind", "bid_id", "trade_id", "bot_id",
+	"marketplace_id", "posting_id", "old_status", "new_status", "detail",
+	"backend_pid", NULL
+};
+static const BidguardDirectSpec event_spec = {
+	event_columns, NULL, "bidguard_events_pkey", NULL
+};
+
+/*
+ * bidguard_event_write
+ *		Write one event (values/nulls in EV_ order, nulls 'n' or ' '; a NULL
+ *		event_id or occurred_at is a new id / the clock, as the columns'
+ *		defaults) as the owner of the audit trail, in a security-restricted
+ *		operation.  Directly (direct.c) when bidguard_events is as bidguard
+ *		made it, else through SPI.  An event id given by the caller is
+ *		inserted ON CONFLICT (event_id) DO NOTHING (see the file header),
+ *		unless "new_id" says the caller made it just now.
+ */
+void
+bidguard_event_write(Oid nspid, Datum *values, char *nulls, bool new_id)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			relid = get_relname_relid("bidguard_events", nspid);
+	BidguardDirect *d = NULL;
+
+	bidguard_as_events_owner(nspid, &save_userid, &save_sec_context);
+	if (OidIsValid(relid))
+		d = bidguard_direct_open(nspid, relid, &event_spec, 0);
+	if (d != NULL)
+	{
+		Datum		v[EV_NCOLS + 1];
+		bool		n[EV_NCOLS + 1];
+		bool		given_id = nulls[EV_EVENT_ID] != 'n';
+		int			i;
+
+		for (i = 0; i < EV_NCOLS; i++)
+		{
+			v[i] = values[i];
+			n[i] = nulls[i] == 'n';
+		}
+		if (!given_id)
+		{
+			v[EV_EVENT_ID] = UUIDPGetDatum(bidguard_new_uuid_v7());
+			n[EV_EVENT_ID] = false;
+		}
+		if (n[EV_OCCURRED_AT])
+		{
+			v[EV_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
+			n[EV_OCCURRED_AT] = false;
+		}
+		v[EV_NCOLS] = Int32GetDatum(MyProcPid);
+		n[EV_NCOLS] = false;
+		bidguard_direct_insert(d, v, n, given_id && !new_id, NULL);
+		bidguard_direct_close(d);
+	}
+	else
+	{
+		int			rc;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		rc = SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_INSERT_EVENT),
+							  values, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "bidguard: writing the audit event failed: %s",
+				 SPI_result_code_string(rc));
+		SPI_finish();
+	}
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/* '{}', made once */
+static Datum
+empty_detail(void)
+{
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		empty = DatumGetJsonbP(reason_detail(NULL, 0, NULL));
+		MemoryContextSwitchTo(old);
+	}
+	return JsonbPGetDatum(empty);
+}
+
+/*
+ * bidguard_event_bid_created / bidguard_event_trade_executed
+ *		The creation event of a row that bidguard_create_bid(s) or
+ *		bidguard_try_trade inserted directly (direct.c), without the audit
+ *		trigger: the same event the trigger writes for it, counted the same.
+ */
+void
+bidguard_event_bid_created(Oid nspid, int64 bid_id, text *marketplace_id,
+						   text *posting_id, pg_uuid_t *event_id, TimestampTz at)
+{
+	Datum		values[EV_NCOLS];
+	char		nulls[EV_NCOLS];
+
+	memset(values, 0, sizeof(values));
+	memset(nulls, 'n', sizeof(nulls));
+	values[EV_EVENT_ID] = UUIDPGetDatum(event_id);
+	values[EV_OCCURRED_AT] = TimestampTzGetDatum(at);
+	values[EV_KIND] = CStringGetTextDatum("bid_created");
+	values[EV_BID_ID] = Int64GetDatum(bid_id);
+	values[EV_MARKETPLACE_ID] = PointerGetDatum(marketplace_id);
+	values[EV_POSTING_ID] = PointerGetDatum(posting_id);
+	values[EV_NEW_STATUS] = CStringGetTextDatum("pending");
+	values[EV_DETAIL] = empty_detail();
+	nulls[EV_EVENT_ID] = nulls[EV_OCCURRED_AT] = nulls[EV_KIND] = nulls[EV_BID_ID] = ' ';
+	nulls[EV_MARKETPLACE_ID] = nulls[EV_POSTING_ID] = nulls[EV_NEW_STATUS] = ' ';
+	nulls[EV_DETAIL] = ' ';
+	bidguard_count(BG_STAT_BIDS_CREATED);
+	bidguard_event_write(nspid, values, nulls, true);
+}
+
+void
+bidguard_event_trade_executed(Oid nspid, int64 trade_id, int64 bot_id,
+							  pg_uuid_t *event_id, TimestampTz at)
+{
+	Datum		values[EV_NCOLS];
+	char		nulls[EV_NCOLS];
+
+	memset(values, 0, sizeof(values));
+	memset(nulls, 'n', sizeof(nulls));
+	values[EV_EVENT_ID] = UUIDPGetDatum(event_id);
+	values[EV_OCCURRED_AT] = TimestampTzGetDatum(at);
+	values[EV_KIND] = CStringGetTextDatum("trade_executed");
+	values[EV_TRADE_ID] = Int64GetDatum(trade_id);
+	values[EV_BOT_ID] = Int64GetDatum(bot_id);
+	values[EV_NEW_STATUS] = CStringGetTextDatum("open");
+	values[EV_DETAIL] = empty_detail();
+	nulls[EV_EVENT_ID] = nulls[EV_OCCURRED_AT] = nulls[EV_KIND] = nulls[EV_TRADE_ID] = ' ';
+	nulls[EV_BOT_ID] = nulls[EV_NEW_STATUS] = nulls[EV_DETAIL] = ' ';
+	bidguard_count(BG_STAT_TRADES_EXECUTED);
+	bidguard_event_write(nspid, values, nulls, true);
+}
+
 /*
  * bidguard_audit_trigger()
  *
@@ -200,9 +344,6 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 	char		nulls[EV_NCOLS];
 	const char *kind;
 	bool		with_reason = false;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			rc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
@@ -296,19 +437,7 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 									  cols->status_reason, desc);
 	nulls[EV_DETAIL] = ' ';
 
-	/* Write as the owner of the audit trail; see the file header. */
-	bidguard_as_events_owner(state->nspid, &save_userid, &save_sec_context);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_plan(bidguard_plan(state->nspid, BG_PLAN_INSERT_EVENT),
-						  values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "bidguard: writing the audit event failed: %s",
-			 SPI_result_code_string(rc));
-	SPI_finish();
-
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	bidguard_event_write(state->nspid, values, nulls, false);
 
 	return PointerGetDatum(NULL);
 }
@@ -337,6 +466,14 @@ bidguard_audit_trigger(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(bidguard_uuid_v7);
 Datum
 bidguard_uuid_v7(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	PG_RETURN_UUID_P(bidguard_new_uuid_v7());
+}
+
+/* A new version 7 UUID (see bidguard_uuid_v7), palloc'd. */
+pg_uuid_t *
+bidguard_new_uuid_v7(void)
 {
 	static uint64 last_tick = 0;
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
@@ -372,5 +509,5 @@ bidguard_uuid_v7(PG_FUNCTION_ARGS)
 	/* var = 0b10, then rand_b */
 	uuid->data[8] = (uint8) (0x80 | (uuid->data[8] & 0x3F));
 
-	PG_RETURN_UUID_P(uuid);
+	return uuid;
 }

@@ -415,6 +415,16 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 			bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
 			reason = "cooldown";
 		}
+		else if (trade_direct_insert(nspid, bot_id, trade_data, now, cooldown,
+									 &trade_id, &event_id))
+		{
+			pg_uuid_t  *copy = MemoryContextAlloc(callcxt, sizeof(pg_uuid_t));
+
+			memcpy(copy, event_id, sizeof(pg_uuid_t));
+			event_id = copy;
+			retry = cooldown;
+			reason = "executed";
+		}
 		else
 		{
 			Datum		ivalues[4];

@@ -11,6 +11,7 @@
 #ifndef BIDGUARD_TRADES_H
 #define BIDGUARD_TRADES_H
 
+#include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -31,5 +32,10 @@ extern void trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_
 						 bool exclude, Relation rel, Interval **cooldown, Interval **retry);
 extern void trade_check_fill_time(int64 trade_id, TimestampTz created_at, TimestampTz filled_at,
 							TimestampTz now, Relation rel);
+
+/* trade_write.c */
+extern bool trade_direct_insert(Oid nspid, int64 bot_id, Jsonb *trade_data, TimestampTz now,
+								Interval *cooldown, int64 *trade_id,
+								struct pg_uuid_t **event_id);
 
 #endif							/* BIDGUARD_TRADES_H */
