@@ -145,6 +145,18 @@ LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 1;
 COMMENT ON FUNCTION @extschema@.bidguard_create_bid(text, text, jsonb) IS
     'returns the posting''s active bid, or creates a pending one; concurrent callers get the same bid';
 
+CREATE FUNCTION @extschema@.bidguard_create_bids(
+    marketplace_id text,
+    posting_ids text[],
+    bid_data jsonb[] DEFAULT NULL)
+RETURNS TABLE (ordinality integer, posting_id text, bid_id bigint, created boolean,
+               status text, atomic_event_id uuid)
+AS 'MODULE_PATHNAME', 'bidguard_create_bids'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE ROWS 10;
+
+COMMENT ON FUNCTION @extschema@.bidguard_create_bids(text, text[], jsonb[]) IS
+    'bidguard_create_bid for each posting, one row per element in input order; the postings are locked in key order first';
+
 CREATE FUNCTION @extschema@.bidguard_set_bid_status(
     bid_id bigint,
     new_status text,

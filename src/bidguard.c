@@ -602,12 +602,16 @@ bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
 text *
 bidguard_arg_id(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
-	text	   *t;
-	int			nbytes;
-
 	bidguard_arg_not_null(fcinfo, argno, argname);
-	t = PG_GETARG_TEXT_PP(argno);
-	nbytes = VARSIZE_ANY_EXHDR(t);
+	return bidguard_check_id(PG_GETARG_TEXT_PP(argno), argname);
+}
+
+/* The same checks of a value that is not an argument (an array element). */
+text *
+bidguard_check_id(text *t, const char *argname)
+{
+	int			nbytes = VARSIZE_ANY_EXHDR(t);
+
 	if (nbytes == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -702,10 +706,13 @@ bidguard_arg_wait_ms(Interval *wait)
 Jsonb *
 bidguard_arg_object(FunctionCallInfo fcinfo, int argno, const char *argname)
 {
-	Jsonb	   *jb;
-
 	bidguard_arg_not_null(fcinfo, argno, argname);
-	jb = PG_GETARG_JSONB_P(argno);
+	return bidguard_check_object(PG_GETARG_JSONB_P(argno), argname);
+}
+
+Jsonb *
+bidguard_check_object(Jsonb *jb, const char *argname)
+{
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
 	{
 		const char *what;

@@ -151,6 +151,8 @@ extern BidguardCallState *bidguard_call_state(FunctionCallInfo fcinfo);
 extern SPIPlanPtr bidguard_plan(Oid nspid, BidguardPlanId id);
 extern Oid	bidguard_events_owner(Oid nspid);
 extern void bidguard_check_writable(const char *what);
+extern text *bidguard_check_id(text *t, const char *argname);
+extern Jsonb *bidguard_check_object(Jsonb *jb, const char *argname);
 extern text *bidguard_arg_id(FunctionCallInfo fcinfo, int argno,
 							 const char *argname);
 extern char *bidguard_interval_text(Interval *iv);
