@@ -9,7 +9,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS bidguard;
 
-SELECT plan(93);
+SELECT plan(98);
 
 -- The extension's schema, for the schema-qualified assertions below.
 SELECT n.nspname AS bg_schema
@@ -131,6 +131,19 @@ SELECT volatility_is(:'bg_schema', 'bidguard_create_bid', ARRAY['text', 'text', 
                      'bidguard_create_bid is volatile');
 SELECT isnt_definer(:'bg_schema', 'bidguard_create_bid', ARRAY['text', 'text', 'jsonb'],
                     'bidguard_create_bid is not SECURITY DEFINER');
+
+SELECT has_function(:'bg_schema', 'bidguard_create_bids', ARRAY['text', 'text[]', 'jsonb[]'],
+                    'bidguard_create_bids(text, text[], jsonb[]) exists');
+SELECT is(pg_get_function_arguments(format('%I.bidguard_create_bids(text, text[], jsonb[])', :'bg_schema')::regprocedure),
+          'marketplace_id text, posting_ids text[], bid_data jsonb[] DEFAULT NULL::jsonb[]',
+          'bidguard_create_bids arguments');
+SELECT is(pg_get_function_result(format('%I.bidguard_create_bids(text, text[], jsonb[])', :'bg_schema')::regprocedure),
+          'TABLE(ordinality integer, posting_id text, bid_id bigint, created boolean, status text, atomic_event_id uuid)',
+          'bidguard_create_bids result columns');
+SELECT volatility_is(:'bg_schema', 'bidguard_create_bids', ARRAY['text', 'text[]', 'jsonb[]'], 'volatile',
+                     'bidguard_create_bids is volatile');
+SELECT isnt_definer(:'bg_schema', 'bidguard_create_bids', ARRAY['text', 'text[]', 'jsonb[]'],
+                    'bidguard_create_bids is not SECURITY DEFINER');
 
 SELECT has_function(:'bg_schema', 'bidguard_set_bid_status', ARRAY['bigint', 'text', 'text'],
                     'bidguard_set_bid_status(bigint, text, text) exists');

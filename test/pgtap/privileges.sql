@@ -10,7 +10,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS bidguard;
 
-SELECT plan(35);
+SELECT plan(39);
 
 SELECT n.nspname AS bg_schema
   FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
@@ -132,12 +132,35 @@ SELECT is(count(*), 0::bigint, 'the app role''s backend_pid is ours, nothing els
 SET LOCAL ROLE regress_bidguard_nobody;
 SELECT throws_ok($$SELECT * FROM bidguard_create_bid('nobody', 'p1')$$,
                  '42501', NULL, 'a role without privileges cannot create bids through the function');
+SELECT throws_ok($$SELECT * FROM bidguard_create_bids('nobody', ARRAY['p1', 'p2'])$$,
+                 '42501', NULL, 'a role without privileges cannot create bids through the batch function');
 SELECT throws_ok(format($$SELECT * FROM bidguard_withdraw_bid(%s)$$, :app_bid2),
                  '42501', NULL, 'a role without privileges cannot withdraw bids through the function');
 SELECT throws_ok($$SELECT * FROM bidguard_withdraw_posting('app', 'plain')$$,
                  '42501', NULL, 'a role without privileges cannot withdraw postings through the function');
 SELECT throws_ok($$INSERT INTO bidguard_bids (marketplace_id, posting_id) VALUES ('nobody', 'p1')$$,
                  '42501', NULL, 'a role without privileges cannot INSERT bids');
+RESET ROLE;
+
+--
+-- Column privileges: bidguard then writes through SQL, which judges them.
+--
+CREATE ROLE regress_bidguard_columns NOLOGIN;
+GRANT SELECT (bid_id, marketplace_id, posting_id, status, atomic_event_id),
+      INSERT (marketplace_id, posting_id, status, bid_data)
+   ON bidguard_bids TO regress_bidguard_columns;
+SET LOCAL ROLE regress_bidguard_columns;
+SELECT results_eq($$SELECT created, status FROM bidguard_create_bid('columns', 'p1')$$,
+                  $$VALUES (true, 'pending'::text)$$,
+                  'a role with the column privileges SQL needs creates a bid');
+SELECT results_eq($$SELECT ordinality, created FROM bidguard_create_bids('columns', ARRAY['p1', 'p2'])$$,
+                  $$VALUES (1, false), (2, true)$$,
+                  'and a batch, the first posting''s bid found, the second''s created');
+RESET ROLE;
+REVOKE INSERT (bid_data) ON bidguard_bids FROM regress_bidguard_columns;
+SET LOCAL ROLE regress_bidguard_columns;
+SELECT throws_ok($$SELECT * FROM bidguard_create_bid('columns', 'p3')$$,
+                 '42501', NULL, 'without INSERT on bid_data it is refused, as SQL refuses it');
 RESET ROLE;
 SELECT is(count(*), 0::bigint, 'nothing was written for the role without privileges')
   FROM bidguard_bids WHERE marketplace_id = 'nobody';

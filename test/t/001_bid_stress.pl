@@ -3,6 +3,7 @@
 
 # test/t/001_bid_stress.pl
 #	  32 pgbench clients race over 5 postings with a mix of bidguard_create_bid,
+#	  bidguard_create_bids (batches of three, in any order, repeats allowed),
 #	  set_bid_status (submit, win/lose/expire), withdraw_bid, withdraw_posting,
 #	  a creation rolled back, and plain SQL racers (INSERT ... ON CONFLICT DO
 #	  NOTHING, UPDATE to submitted, UPDATE to withdrawn, UPDATE moving a bid
@@ -100,6 +101,12 @@ BEGIN;
 SELECT bid_id, created FROM bidguard_create_bid('stress', 'p' || :p, '{"via": "rolled back"}');
 ROLLBACK;
 },
+	# A batch of three postings (possibly repeated), locked in key order.
+	create_batch => qq{\\set a random(1, $POSTINGS)\n\\set b random(1, $POSTINGS)\n\\set c random(1, $POSTINGS)\n}
+	  . q{
+SELECT count(*) FROM bidguard_create_bids('stress', ARRAY['p' || :a, 'p' || :b, 'p' || :c],
+                                          ARRAY['{"via": "batch"}', '{"via": "batch"}', '{"via": "batch"}']::jsonb[]);
+},
 	withdraw_posting => $pick . q{
 SELECT * FROM bidguard_withdraw_posting('stress', 'p' || :p, 'pgbench withdraw_posting');
 },
@@ -161,6 +168,7 @@ SELECT stress_move('p' || :p, 'p' || :q);
 my %weights = (
 	create => 4,
 	create_rollback => 1,
+	create_batch => 2,
 	submit => 3,
 	settle => 2,
 	withdraw_posting => 2,
@@ -278,8 +286,8 @@ is( $node->safe_psql(
 		'postgres', q{
 	SELECT string_agg(v, ',' ORDER BY v) FROM (
 		SELECT DISTINCT bid_data->>'via' AS v FROM bidguard_bids) AS s}),
-	'create,plain insert,settle,submit',
-	'bids were created by create_bid (three scripts) and by plain INSERT, none by a rolled-back call');
+	'batch,create,plain insert,settle,submit',
+	'bids were created by create_bid (three scripts), create_bids and plain INSERT, none by a rolled-back call');
 is( $node->safe_psql(
 		'postgres', q{
 	SELECT string_agg(DISTINCT coalesce(detail->>'reason', '-'), ',' ORDER BY coalesce(detail->>'reason', '-'))
