@@ -13,6 +13,8 @@
 #   make demo                the same set-up, then the races with and without bidguard
 #   make bench               bidguard against the alternatives, on this machine, with
 #                            results in bench/results/ (bench/run.sh; BENCH_* settings)
+#   make bench-scale         throughput at 10k, 1M and 10M rows, 1M bots (bench/scale.sh; long)
+#   make bench-memory        one backend's memory after a million calls (bench/memory.sh)
 #   make soak                a million contended operations at three isolation levels,
 #                            with backend memory sampled (scripts/soak.sh; not in CI)
 
@@ -85,7 +87,7 @@ FORCE:
 sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 	cp $< $@
 
-.PHONY: test test-matrix test-scaleout demo deps bench bench-scaleout soak
+.PHONY: test test-matrix test-scaleout demo deps bench bench-scale bench-memory bench-scaleout soak
 
 # make test TEST_ARGS="regress isolation" runs a subset; see scripts/run-tests.sh.
 deps:
@@ -107,6 +109,12 @@ demo:
 
 bench:
 	@bash bench/run.sh
+
+bench-scale:
+	@bash bench/scale.sh
+
+bench-memory:
+	@bash bench/memory.sh
 
 # Through a PL/Proxy proxy (2 shards) and a Citus coordinator (2 workers) against
 # one server (bench/scaleout.sh).

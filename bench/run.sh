@@ -24,18 +24,35 @@
 #   guarded_insert  a plain INSERT into an application table guarded with
 #                  bidguard_guard_cooldown | the same table unguarded |
 #                  the same table with the guard's index but no trigger
+#   batch_cold   a batch of 10 postings among 1,000,000 (mostly inserts)
+#   batch_hot    a batch of 10 postings among 100 (mostly found)
+#                  bidguard_create_bids | one multi-row INSERT ... ON CONFLICT
+#                  DO NOTHING of the same batch
 #
 # It reports, per workload, each alternative's median throughput, its spread
-# (min-max over the rounds), bidguard's throughput divided by it, and p50/p99
-# latency from the per-transaction logs of pgbench (-l) and redis_peer (--log),
-# pooled over the rounds.  Results go to BENCH_RESULTS (default bench/results):
-# results.tsv, results.md (with issue 7's targets, met or not) and
-# results.png (gnuplot).  bench/scale.sh's scale.tsv there is included when
-# present.
+# (min-max over the rounds), bidguard's median throughput divided by it and
+# the spread of that ratio (min-max of the per-round ratios: each round runs
+# bidguard and the alternative back to back), and p50/p99 latency from the
+# per-transaction logs of pgbench (-l) and redis_peer (--log), pooled over
+# the rounds.  pgbench retries deadlocks and serialization failures
+# (--max-tries=10) as a worker would; a run says how many transactions
+# still failed.  For bidguard's runs it also records bidguard_lock_wait_histogram
+# (reset before each run, read after it, summed over the rounds).
+#
+# Then, with synchronous_commit = off, the client sweep: bidguard and each
+# workload's main SQL peer at BENCH_SWEEP_CLIENTS (1 4 16 64) clients,
+# BENCH_SWEEP_SECONDS (4) s per run, BENCH_ROUNDS rounds interleaved.
+#
+# Results go to BENCH_RESULTS (default bench/results): results.tsv,
+# locks.tsv, clients.tsv, results.md (with issue 16's targets, met or not,
+# and the machine), results.png (the ratios) and clients.png (throughput
+# against clients), both gnuplot.  bench/scale.sh's scale.tsv and
+# bench/memory.sh's memory.tsv there are included when present.
 #
 # Settings: BENCH_SECONDS (8), BENCH_ROUNDS (3), BENCH_CLIENTS (16),
-# BENCH_SYNC ("off on"), BENCH_WORKLOADS (all five), BENCH_RESULTS.
-# `make bench BENCH_SECONDS=3 BENCH_ROUNDS=1` is a quick look.
+# BENCH_SYNC ("off on"), BENCH_WORKLOADS (all seven), BENCH_SWEEP_CLIENTS
+# ("1 4 16 64"; empty: no sweep), BENCH_SWEEP_SECONDS (4), BENCH_RESULTS.
+# `make bench BENCH_SECONDS=3 BENCH_ROUNDS=1 BENCH_SWEEP_CLIENTS=` is a quick look.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -44,9 +61,11 @@ secs=${BENCH_SECONDS:-8}
 rounds=${BENCH_ROUNDS:-3}
 clients=${BENCH_CLIENTS:-16}
 syncs=${BENCH_SYNC:-off on}
-workloads=${BENCH_WORKLOADS:-bids_hot bids_cold trades_10 trades_10k guarded_insert}
+workloads=${BENCH_WORKLOADS:-bids_hot bids_cold trades_10 trades_10k guarded_insert batch_cold batch_hot}
+sweep_clients=${BENCH_SWEEP_CLIENTS-1 4 16 64}
+sweep_secs=${BENCH_SWEEP_SECONDS:-4}
 results=${BENCH_RESULTS:-$root/bench/results}
-for knob in secs rounds clients; do
+for knob in secs rounds clients sweep_secs; do
 	[[ ${!knob} =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_${knob^^} must be a positive integer" >&2; exit 2; }
 done
 
@@ -58,7 +77,9 @@ make -s --no-print-directory install >/dev/null
 make -s --no-print-directory -C bench/redis_peer
 mkdir -p "$results"
 tsv=$results/results.tsv
-printf 'sync\tworkload\talternative\tmedian_tps\tmin_tps\tmax_tps\tbidguard_ratio\tp50_ms\tp99_ms\n' >"$tsv"
+printf 'sync\tworkload\talternative\tmedian_tps\tmin_tps\tmax_tps\tbidguard_ratio\tp50_ms\tp99_ms\tratio_min\tratio_max\n' >"$tsv"
+printf 'sync\tworkload\tle_ms\tcount\tacquired\n' >"$results/locks.tsv"
+printf 'workload\talternative\tclients\tmedian_tps\tmin_tps\tmax_tps\tp50_ms\tp99_ms\n' >"$results/clients.tsv"
 
 # The alternatives of a workload: label=kind:spec, bidguard's first.
 #   pgbench:SCRIPT  or  redis:bids|trades
@@ -67,6 +88,7 @@ alternatives() {
 		bids_*) echo "bidguard=pgbench:bench/create_bid.pgbench on_conflict=pgbench:bench/on_conflict.pgbench plpgsql=pgbench:bench/plpgsql_bid.pgbench plpgsql_audited=pgbench:bench/audited_bid.pgbench redis_lock=redis:bids" ;;
 		trades_*) echo "bidguard=pgbench:bench/try_trade.pgbench exclusion=pgbench:bench/exclusion.pgbench plpgsql=pgbench:bench/plpgsql_trade.pgbench plpgsql_audited=pgbench:bench/audited_trade.pgbench redis_lock=redis:trades" ;;
 		guarded_insert) echo "bidguard=pgbench:bench/insert_guarded.pgbench unguarded=pgbench:bench/insert_plain.pgbench same_index_no_trigger=pgbench:bench/insert_indexed.pgbench" ;;
+		batch_*) echo "bidguard=pgbench:bench/create_bids.pgbench on_conflict=pgbench:bench/on_conflict_batch.pgbench" ;;
 		*) echo "bench: unknown workload $1" >&2; exit 2 ;;
 	esac
 }
@@ -78,7 +100,23 @@ defines() {
 		trades_10) echo "bots=10" ;;
 		trades_10k) echo "bots=10000" ;;
 		guarded_insert) echo "none=0" ;;
+		batch_cold) echo "postings=1000000" ;;
+		batch_hot) echo "postings=100" ;;
 	esac
+}
+
+# The alternative the client sweep compares bidguard with.
+sweep_peer() {
+	case $1 in
+		bids_*|batch_*) echo on_conflict ;;
+		trades_*) echo exclusion ;;
+		guarded_insert) echo unguarded ;;
+	esac
+}
+
+# median, min, max of the numbers on stdin
+spread() {
+	grep . | sort -g | awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; print m, a[1], a[NR]}'
 }
 
 # pooled p50 and p99, in ms, of the latencies (µs, one per line) on stdin
@@ -113,55 +151,122 @@ bench_mode() {
 		"$(redis-server --version | awk '{print "Redis", $3}'); $(nproc) cores;" \
 		"$clients clients, $secs s per run, $rounds rounds"
 
+	# one run: WORKLOAD LABEL KIND SPEC DEFINES CLIENTS SECONDS LOGPREFIX -> tps
+	run_one() {
+		local out t
+		psql -X -q -v ON_ERROR_STOP=1 -f bench/reset.sql -f bench/redis_peer/reset.sql \
+			-f bench/guarded_insert_reset.sql >/dev/null
+		if [ "$3" = pgbench ]; then
+			out=$(cd "$work" && pgbench -n -M prepared -c "$6" -j 2 -T "$7" --max-tries=10 \
+				-D "$5" -l --log-prefix="$8" -f "$root/$4" 2>&1) ||
+				{ echo "$out" >&2; return 1; }
+			# deadlocks and serialization failures are retried, as a worker
+			# would; what still failed is said, never hidden in the tps
+			local failed
+			failed=$(awk '/^number of failed transactions:/ {print $5}' <<<"$out")
+			if [ -n "$failed" ] && [ "$failed" != 0 ]; then
+				echo "    ($2, $6 clients: $failed transactions failed after 10 tries;" \
+					"$(awk '/^number of transactions retried:/ {print $5}' <<<"$out") retried)" >&2
+			fi
+		else
+			out=$(bench/redis_peer/redis_peer -w "$4" -c "$6" -T "$7" -D "$5" \
+				--redis "$redis_sock" --log "$work/$8.log" 2>&1) ||
+				{ echo "$out" >&2; return 1; }
+		fi
+		t=$(awk '/^tps = /{print $3}' <<<"$out")
+		[ -n "$t" ] || { echo "$out" >&2; echo "bench: no tps from $2" >&2; return 1; }
+		echo "$t"
+	}
+	# pooled p50 p99 of the runs logged under PREFIX
+	latency() {
+		if ls "$work/$1".*.[0-9]* >/dev/null 2>&1; then
+			cat "$work/$1".*.[0-9]* | awk '{print $3}' | percentiles
+		else
+			cat "$work/$1".*.log 2>/dev/null | percentiles
+		fi
+	}
+
 	local wl
 	for wl in $workloads; do
 		local -A tps=()
-		local -a alts
+		local -a alts hist=()
 		read -r -a alts <<<"$(alternatives "$wl")"
-		local def
+		local def acquired=0
 		def=$(defines "$wl")
 		echo "  $wl ($def):"
-		local r pair label kind spec out t
+		local r pair label kind spec t
 		for ((r = 1; r <= rounds; r++)); do
 			for pair in "${alts[@]}"; do
 				label=${pair%%=*} kind=${pair#*=} spec=${kind#*:} kind=${kind%%:*}
-				psql -X -q -v ON_ERROR_STOP=1 -f bench/reset.sql -f bench/redis_peer/reset.sql \
-					-f bench/guarded_insert_reset.sql >/dev/null
-				if [ "$kind" = pgbench ]; then
-					out=$(cd "$work" && pgbench -n -M prepared -c "$clients" -j 2 -T "$secs" \
-						-D "$def" -l --log-prefix="$wl.$label.$r" -f "$root/$spec" 2>&1) ||
-						{ echo "$out" >&2; exit 1; }
-				else
-					out=$(bench/redis_peer/redis_peer -w "$spec" -c "$clients" -T "$secs" -D "$def" \
-						--redis "$redis_sock" --log "$work/$wl.$label.$r.log" 2>&1) ||
-						{ echo "$out" >&2; exit 1; }
+				[ "$label" = bidguard ] && psql -X -q -c 'SELECT bidguard_stats_reset()' >/dev/null
+				t=$(run_one "$wl" "$label" "$kind" "$spec" "$def" "$clients" "$secs" "$wl.$label.$r") || exit 1
+				if [ "$label" = bidguard ]; then
+					local i=0 c
+					while read -r c; do
+						hist[i]=$(( ${hist[i]:-0} + c )); i=$((i + 1))
+					done < <(psql -X -At -c 'SELECT count FROM bidguard_lock_wait_histogram ORDER BY le_ms')
+					acquired=$((acquired + $(psql -X -At -c 'SELECT lock_acquired FROM bidguard_stats')))
 				fi
-				t=$(awk '/^tps = /{print $3}' <<<"$out")
-				[ -n "$t" ] || { echo "$out" >&2; echo "bench: no tps from $label" >&2; exit 1; }
 				tps[$label]+="$t "
 				printf '    round %d  %-22s %9.0f tps\n' "$r" "$label" "$t"
 			done
 		done
-		local first='' med lo hi p50 p99 ratio
+		local first='' med lo hi p50 p99 ratio rmin rmax
 		for pair in "${alts[@]}"; do
-			label=${pair%%=*} kind=${pair#*=} kind=${kind%%:*}
-			read -r med lo hi < <(tr ' ' '\n' <<<"${tps[$label]}" | grep . | sort -g |
-				awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; print m, a[1], a[NR]}')
+			label=${pair%%=*}
+			read -r med lo hi < <(tr ' ' '\n' <<<"${tps[$label]}" | spread)
 			[ -n "$first" ] || first=$med
-			if [ "$kind" = pgbench ]; then
-				read -r p50 p99 < <(cat "$work/$wl.$label".*.[0-9]* 2>/dev/null | awk '{print $3}' | percentiles)
-			else
-				read -r p50 p99 < <(cat "$work/$wl.$label".*.log | percentiles)
-			fi
+			read -r p50 p99 < <(latency "$wl.$label")
 			ratio=$(awk -v a="$first" -v b="$med" 'BEGIN{printf "%.2f", a / b}')
-			printf '    %-22s median %9.0f tps (%.0f-%.0f)  bidguard/this %5s  p50 %s ms  p99 %s ms\n' \
-				"$label" "$med" "$lo" "$hi" "$ratio" "$p50" "$p99"
-			printf '%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\n' "$sync" "$wl" "$label" \
-				"$med" "$lo" "$hi" "$ratio" "$p50" "$p99" >>"$tsv"
+			read -r _ rmin rmax < <(paste -d' ' <(tr ' ' '\n' <<<"${tps[bidguard]}" | grep .) \
+				<(tr ' ' '\n' <<<"${tps[$label]}" | grep .) | awk '{printf "%.4f\n", $1 / $2}' | spread)
+			printf '    %-22s median %9.0f tps (%.0f-%.0f)  bidguard/this %5s (%.2f-%.2f)  p50 %s ms  p99 %s ms\n' \
+				"$label" "$med" "$lo" "$hi" "$ratio" "$rmin" "$rmax" "$p50" "$p99"
+			printf '%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%.2f\t%.2f\n' "$sync" "$wl" "$label" \
+				"$med" "$lo" "$hi" "$ratio" "$p50" "$p99" "$rmin" "$rmax" >>"$tsv"
 		done
+		local les i=0 le
+		les=$(psql -X -At -c 'SELECT le_ms FROM bidguard_lock_wait_histogram ORDER BY le_ms')
+		printf '    bidguard lock waits (cumulative, %s locks taken):' "$acquired"
+		for le in $les; do
+			printf ' <=%sms %s' "$le" "${hist[i]}"
+			printf '%s\t%s\t%s\t%s\t%s\n' "$sync" "$wl" "$le" "${hist[i]}" "$acquired" >>"$results/locks.tsv"
+			i=$((i + 1))
+		done
+		echo
 		rm -f "$work/$wl".*
 		unset tps
 	done
+
+	# The client sweep (synchronous_commit = off only).
+	if [ "$sync" = off ] && [ -n "$sweep_clients" ]; then
+		echo "  client sweep ($sweep_clients clients, $sweep_secs s per run, $rounds rounds):"
+		local n peer
+		for wl in $workloads; do
+			def=$(defines "$wl") peer=$(sweep_peer "$wl")
+			for n in $sweep_clients; do
+				local -A sw=()
+				for ((r = 1; r <= rounds; r++)); do
+					for pair in $(alternatives "$wl"); do
+						label=${pair%%=*} kind=${pair#*=} spec=${kind#*:} kind=${kind%%:*}
+						[ "$label" = bidguard ] || [ "$label" = "$peer" ] || continue
+						t=$(run_one "$wl" "$label" "$kind" "$spec" "$def" "$n" "$sweep_secs" "sweep.$wl.$label.$n.$r") || exit 1
+						sw[$label]+="$t "
+					done
+				done
+				for label in bidguard "$peer"; do
+					read -r med lo hi < <(tr ' ' '\n' <<<"${sw[$label]}" | spread)
+					read -r p50 p99 < <(latency "sweep.$wl.$label.$n")
+					printf '    %-15s %-12s %3d clients  median %9.0f tps (%.0f-%.0f)  p50 %s ms  p99 %s ms\n' \
+						"$wl" "$label" "$n" "$med" "$lo" "$hi" "$p50" "$p99"
+					printf '%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\n' "$wl" "$label" "$n" "$med" "$lo" "$hi" \
+						"$p50" "$p99" >>"$results/clients.tsv"
+				done
+				rm -f "$work/sweep.$wl".*
+				unset sw
+			done
+		done
+	fi
 	cluster_cleanup
 }
 

@@ -8,7 +8,7 @@
 #
 # Pre-populated rows (bench/scale_load_bids.sql, bench/scale_load_trades.sql):
 # N bids over N postings of marketplace 'scale', 90% terminal, 10% active;
-# N trades of bots 1..10,000 (registered with bidguard_set_cooldown, 1 s), a
+# N trades of bots 1..BOTS (1,000,000; registered with bidguard_set_cooldown, 1 s), a
 # minute apart per bot, in the past, 98% filled; each row with the creation
 # event its INSERT would have written.  Loaded with the triggers off
 # (session_replication_role = replica), bids and trades in two sessions at
@@ -21,9 +21,9 @@
 #   create_bid  bench/create_bid.pgbench: postings drawn from 10^9 in marketplace
 #               'bench', so nearly every call inserts a new bid (and its event)
 #               into the big tables and their indexes;
-#   try_trade   bench/try_trade.pgbench over bots 1..10,000, the very bots whose
+#   try_trade   bench/try_trade.pgbench over bots 1..BOTS, the very bots whose
 #               history was loaded: each call reads the bot's range of the
-#               cooldown index among N/10,000 past trades of that bot (none
+#               cooldown index among N/BOTS past trades of that bot (none
 #               inside the 1 s window), and each admission inserts into the big
 #               tables.  About half the calls are admitted at ~10k tps; the share
 #               is printed, since a refusal costs less than an admission.
@@ -49,7 +49,7 @@
 # reads it).
 #
 # Settings: SIZES, SECONDS_PER_RUN (8), ROUNDS (3), WARMUP_SECONDS (4),
-# CLIENTS (16), BOTS (10000), ALONGSIDE (1), SHARED_BUFFERS (unset:
+# CLIENTS (16), BOTS (1000000), ALONGSIDE (1), SHARED_BUFFERS (unset:
 # cluster.sh's 128MB), SCALE_TSV, CHECK_COOLDOWN (0; 1 = also count
 # bidguard_cooldown_violations after each load, which takes long at 10M).
 # Autovacuum is off: the resets vacuum, and an autovacuum that starts at one
@@ -62,7 +62,7 @@ cd "$(dirname "$0")/.."
 . scripts/cluster.sh
 
 sizes=$(tr ' ' '\n' <<<"${SIZES:-10000 1000000 10000000}" | grep . | sort -n -u | xargs)
-secs=${SECONDS_PER_RUN:-8} rounds=${ROUNDS:-3} clients=${CLIENTS:-16} bots=${BOTS:-10000}
+secs=${SECONDS_PER_RUN:-8} rounds=${ROUNDS:-3} clients=${CLIENTS:-16} bots=${BOTS:-1000000}
 warmup=${WARMUP_SECONDS:-4} alongside=${ALONGSIDE:-1}
 tsv=${SCALE_TSV:-bench/results/scale.tsv}
 postings=1000000000
