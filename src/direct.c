@@ -45,8 +45,8 @@
  * Locking protocol
  * ----------------
  * The table is opened with RowExclusiveLock, kept to the end of the
- * transaction; its indexes with RowExclusiveLock, released after the
- * insert (ExecCloseIndices does the same).  Row and index-tuple locks are
+ * transaction; its indexes with RowExclusiveLock when a call first needs
+ * them, released when it closes the table (ExecCloseIndices does the same).  Row and index-tuple locks are
  * the table and index AMs'.  No other lock is taken here.
  *
  * src/direct.c
@@ -315,6 +315,24 @@ direct_build(Oid nspid, DirectEntry *e, Relation rel, const BidguardDirectSpec *
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Open the indexes not open yet (only the one "only" if valid), each the
+ * first time a call needs it: a probe needs the arbiter, an insert all.  An
+ * index made after the entry was checked cannot need our rows: CREATE INDEX
+ * waits for writers of the table to end before it takes inserts.
+ */
+static void
+direct_open_indexes(DirectEntry *e, Oid only)
+{
+	int			i;
+
+	for (i = 0; i < e->nindexes; i++)
+		if (e->rri->ri_IndexRelationDescs[i] == NULL &&
+			(!OidIsValid(only) || e->indexoids[i] == only))
+			e->rri->ri_IndexRelationDescs[i] = index_open(e->indexoids[i],
+														  RowExclusiveLock);
+}
+
 static void
 direct_close_indexes(DirectEntry *e)
 {
@@ -389,14 +407,6 @@ bidguard_direct_open(Oid nspid, Oid relid, const BidguardDirectSpec *spec,
 			e->valid = true;
 			direct_build(nspid, e, rel, spec);
 		}
-		else if (e->eligible)
-		{
-			int			i;
-
-			for (i = 0; i < e->nindexes; i++)
-				e->rri->ri_IndexRelationDescs[i] = index_open(e->indexoids[i],
-															  RowExclusiveLock);
-		}
 		if (e->valid)
 			break;
 		direct_close_indexes(e);
@@ -425,7 +435,7 @@ bidguard_direct_close(BidguardDirect *d)
 	pfree(d);
 }
 
-/* The table, opened with RowExclusiveLock; the spec's arbiter index, open. */
+/* The table, opened with RowExclusiveLock; the spec's arbiter index, opened. */
 Relation
 bidguard_direct_relation(BidguardDirect *d)
 {
@@ -439,7 +449,10 @@ bidguard_direct_arbiter(BidguardDirect *d)
 
 	for (i = 0; i < d->e->nindexes; i++)
 		if (d->e->indexoids[i] == d->e->arbiter)
+		{
+			direct_open_indexes(d->e, d->e->arbiter);
 			return d->e->rri->ri_IndexRelationDescs[i];
+		}
 	elog(ERROR, "bidguard: relation \"%s\" has no arbiter index",
 		 RelationGetRelationName(d->rel));
 	pg_unreachable();
@@ -528,6 +541,7 @@ bidguard_direct_insert(BidguardDirect *d, const Datum *values, const bool *nulls
 	tuple = heap_form_tuple(e->tupdesc, row, rownulls);
 	MemoryContextSwitchTo(old);
 
+	direct_open_indexes(e, InvalidOid);
 	ExecStoreHeapTuple(tuple, slot, false);
 	slot->tts_tableOid = RelationGetRelid(d->rel);
 	if (RelationGetDescr(d->rel)->constr != NULL)
