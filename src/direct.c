@@ -88,6 +88,7 @@ typedef struct DirectEntry
 {
 	Oid			relid;			/* hash key */
 	bool		valid;			/* false: rebuild before the next use */
+	bool		built;			/* the last build finished (no error in it) */
 	bool		eligible;		/* the direct path is SQL's (see above) */
 	bool		in_use;
 	MemoryContext cxt;			/* everything below */
@@ -402,10 +403,20 @@ bidguard_direct_open(Oid nspid, Oid relid, const BidguardDirectSpec *spec,
 	}
 	for (;;)
 	{
-		if (!e->valid)
+		if (!e->valid || !e->built)
 		{
 			e->valid = true;
+			e->built = false;
 			direct_build(nspid, e, rel, spec);
+			e->built = true;
+		}
+		else if (e->eligible)
+		{
+			/*
+			 * None is open: the last call closed them, or its error did
+			 * (the resource owner), leaving the pointers behind.
+			 */
+			memset(e->rri->ri_IndexRelationDescs, 0, sizeof(Relation) * e->nindexes);
 		}
 		if (e->valid)
 			break;
