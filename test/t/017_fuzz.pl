@@ -92,7 +92,7 @@ DECLARE
 	arrays text[] := ARRAY[NULL, '{}', '{account}', '{account,account}', '{NULL}', '{ctid}',
 	                       '{account,status,placed_at}'];
 	statuses text[] := ARRAY[NULL, '{}', '{open}', '{NULL}', '{open,done}', $s${"x'); DROP TABLE x; --"}$s$];
-	fns text[] := ARRAY['create_bid', 'set_bid_status', 'withdraw_bid', 'withdraw_posting',
+	fns text[] := ARRAY['create_bid', 'create_bids', 'set_bid_status', 'withdraw_bid', 'withdraw_posting',
 	                    'set_cooldown', 'try_trade', 'fill_trade', 'fail_trade', 'lock', 'lock_key',
 	                    'guard_cooldown', 'unguard_cooldown', 'guard_unique_active',
 	                    'duplicate_active', 'cooldown_violations', 'uuid_v7'];
@@ -104,6 +104,13 @@ BEGIN
 		BEGIN
 			CASE fn
 			WHEN 'create_bid' THEN PERFORM * FROM bidguard_create_bid(fuzz_pick(texts), fuzz_pick(texts), fuzz_pick(docs));
+			WHEN 'create_bids' THEN
+				PERFORM * FROM bidguard_create_bids(fuzz_pick(texts),
+					CASE floor(random() * 5)::int WHEN 0 THEN NULL WHEN 1 THEN '{}'::text[]
+					     WHEN 2 THEN '{{a},{b}}'::text[]
+					     ELSE ARRAY[fuzz_pick(texts), fuzz_pick(texts), fuzz_pick(texts)] END,
+					CASE floor(random() * 4)::int WHEN 0 THEN NULL WHEN 1 THEN ARRAY[fuzz_pick(docs)]
+					     ELSE ARRAY[fuzz_pick(docs), fuzz_pick(docs), fuzz_pick(docs)] END);
 			WHEN 'set_bid_status' THEN PERFORM * FROM bidguard_set_bid_status(fuzz_pick(ids), fuzz_pick(texts), fuzz_pick(texts));
 			WHEN 'withdraw_bid' THEN PERFORM * FROM bidguard_withdraw_bid(fuzz_pick(ids), fuzz_pick(texts));
 			WHEN 'withdraw_posting' THEN PERFORM * FROM bidguard_withdraw_posting(fuzz_pick(texts), fuzz_pick(texts), fuzz_pick(texts));
@@ -140,8 +147,8 @@ $fuzz$;
 my $calls = 20000;
 $node->safe_psql('fuzz', "SELECT setseed(0.2026); SELECT fuzz($calls)");
 is($node->safe_psql('fuzz', 'SELECT count(*) FROM fuzz_results'), $calls, "the fuzzer made $calls calls");
-is($node->safe_psql('fuzz', q{SELECT count(DISTINCT fn) FROM fuzz_results}), '16',
-	'... of every one of the 16 functions');
+is($node->safe_psql('fuzz', q{SELECT count(DISTINCT fn) FROM fuzz_results}), '17',
+	'... of every one of the 17 functions');
 is($node->safe_psql('fuzz', q{SELECT count(*) FROM fuzz_results WHERE sqlstate LIKE 'XX%' AND sqlstate <> 'XX999'}),
 	'0', '... and none ended in an internal error (XX000: elog, a "can\'t happen")');
 is($node->safe_psql('fuzz', q{SELECT count(*) FROM fuzz_results WHERE sqlstate = '42601'}),
