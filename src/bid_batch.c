@@ -48,6 +48,8 @@
 #include "utils/uuid.h"
 
 #include "bidguard.h"
+#include "bid_status.h"
+#include "bid_write.h"
 #include "bids.h"
 
 /* One element of a batch. */

@@ -36,7 +36,7 @@
 #include "utils/timestamp.h"
 
 #include "bidguard.h"
-#include "bids.h"
+#include "bid_status.h"
 
 const char *const bid_status_names[BID_NUM_STATUSES] = {
 	"pending", "submitted", "won", "lost", "withdrawn", "expired", "failed"
@@ -50,7 +50,7 @@ static const int bid_transitions[BID_NUM_STATUSES] = {
 	[BID_SUBMITTED] = BIT(BID_WON) | BIT(BID_LOST) | BIT(BID_WITHDRAWN) | BIT(BID_EXPIRED),
 };
 
-/* (bids.h) */
+/* (bid_status.h) */
 bool		bid_creating = false;
 
 bool

@@ -42,7 +42,7 @@
 #include "utils/uuid.h"
 
 #include "bidguard.h"
-#include "bids.h"
+#include "bid_write.h"
 
 /* bidguard_bids' columns, in the order of the values bid_direct_insert gives */
 enum
@@ -140,6 +140,19 @@ bid_probe(BidguardDirect *d, text *marketplace_id, text *posting_id, Snapshot sn
 	if (n > 1)
 		elog(ERROR, "bidguard: posting has %d active bids", n);
 	return n;
+}
+
+/* 40001: the posting's active bid changed after the snapshot (bids.c too). */
+void
+bid_raise_posting_serialization_failure(text *marketplace_id, text *posting_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to concurrent update"),
+			 errdetail("The active bid of posting \"%s\" of marketplace \"%s\" changed after this transaction's snapshot was taken.",
+					   text_to_cstring(posting_id),
+					   text_to_cstring(marketplace_id)),
+			 errhint("Retry the transaction.")));
 }
 
 /*

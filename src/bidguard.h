@@ -7,16 +7,19 @@
  * data: duplicate active bids for one posting, and trades of one bot inside
  * its cooldown.  The guards are transaction-scoped heavyweight locks of a
  * class of bidguard's own (locks.c), row locks, a partial unique index and
- * triggers.  The bid functions are in bids.c, the bid statuses and
- * bidguard_bids' trigger in bid_status.c (bids.h), the trade decision and
- * functions in trades.c and bidguard_trades' trigger in trade_trigger.c
- * (trades.h), the restore rule in restore.c, the cooldown trigger's row logic in
+ * triggers.  The bid functions are in bids.c (bids.h) and bid_batch.c, their
+ * direct reads and writes in bid_write.c (bid_write.h), the bid statuses and
+ * bidguard_bids' trigger in bid_status.c (bid_status.h), the trade decision
+ * and functions in trades.c, the admitted trade's direct insert in
+ * trade_write.c and bidguard_trades' trigger in trade_trigger.c (trades.h),
+ * the restore rule in restore.c, the cooldown trigger's row logic in
  * cooldown.c, the guards on the application's tables in guard_trigger.c and
  * guard_admin.c (guards.h), the audit trail and ids in events.c, the
- * statistics in stats.c, where statements go when Citus distributes the
- * tables in placement.c, and what they share (argument checks, the SPI plan
- * cache, the one-row result helper) in bidguard.c.  Version differences of
- * PostgreSQL are in compat.h only.
+ * inserts without an executor per row in direct.c, the statistics in
+ * stats.c, where statements go when Citus distributes the tables in
+ * placement.c, and what they share (argument checks, the SPI plan cache, the
+ * one-row result helper) in bidguard.c.  Version differences of PostgreSQL
+ * are in compat.h only.
  *
  * src/bidguard.h
  *

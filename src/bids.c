@@ -67,6 +67,8 @@
 #include "utils/uuid.h"
 
 #include "bidguard.h"
+#include "bid_status.h"
+#include "bid_write.h"
 #include "bids.h"
 
 static void
@@ -81,18 +83,6 @@ bid_row_from_tuple(int row, BidRow *bid)
 	memcpy(&bid->atomic_event_id,
 		   DatumGetUUIDP(SPI_getbinval(tuple, desc, 3, &isnull)),
 		   sizeof(pg_uuid_t));
-}
-
-void
-bid_raise_posting_serialization_failure(text *marketplace_id, text *posting_id)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg("could not serialize access due to concurrent update"),
-			 errdetail("The active bid of posting \"%s\" of marketplace \"%s\" changed after this transaction's snapshot was taken.",
-					   text_to_cstring(posting_id),
-					   text_to_cstring(marketplace_id)),
-			 errhint("Retry the transaction.")));
 }
 
 /*
