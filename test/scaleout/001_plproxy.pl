@@ -55,9 +55,10 @@ sub on_shard_of
 # ---------------------------------------------------------------- the contract
 # Every public function of bidguard, by name and argument types, with its
 # arguments (names and defaults) and result, exists on the proxy; the ones
-# not proxied are triggers, the C functions the views sit on, and
+# not proxied are triggers, the C functions the views sit on,
 # bidguard_duplicate_active / bidguard_cooldown_violations (table audits: run
-# them on a shard, or RUN ON ALL with a function of your own).
+# them on a shard, or RUN ON ALL with a function of your own), and
+# bidguard_create_bids (a batch spans shards; README, With PL/Proxy).
 my $functions_sql = q{
 	SELECT p.oid::regprocedure::text || ' ' || pg_get_function_arguments(p.oid)
 	       || ' -> ' || pg_get_function_result(p.oid)
@@ -69,6 +70,7 @@ my %on_proxy = map { $_ => 1 } split /\n/, $proxy->safe_psql('postgres', $functi
 my @missing = grep { !$on_proxy{$_} } split /\n/, $shards[0]->safe_psql('postgres', $functions_sql);
 my @expected_missing = grep { $_ ne '' } split /\n/, q{
 bidguard_cooldown_violations(regclass,name,name,interval,name)
+bidguard_create_bids(text,text[],jsonb[])
 bidguard_duplicate_active(regclass,name[],name,text[])
 bidguard_guard_cooldown(regclass,name,name,interval,name)
 bidguard_guard_unique_active(regclass,name[],name,text[])
