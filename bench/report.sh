@@ -171,7 +171,7 @@ if command -v gnuplot >/dev/null 2>&1 && [ -f "$dir/clients.tsv" ] && [ "$(wc -l
 		echo "set terminal pngcairo size 1350,$((rows * 380)) noenhanced font 'sans,9'"
 		echo "set output '$dir/clients.png'"
 		echo "set multiplot layout $rows,$cols title 'throughput (tps) against clients, synchronous_commit = off'"
-		echo "set logscale x 2; set xtics (1, 4, 16, 64); set grid; set key top left; set yrange [0:*]"
+		echo "set logscale x 2; set xrange [0.8:80]; set xtics (1, 4, 16, 64); set grid; set key bottom right; set yrange [0:*]"
 		for w in $wls; do
 			peer=$(awk -F'\t' -v w="$w" 'NR > 1 && $1 == w && $2 != "bidguard" {print $2; exit}' "$dir/clients.tsv")
 			awk -F'\t' -v w="$w" 'NR > 1 && $1 == w && $2 == "bidguard" {print $3, $4}' "$dir/clients.tsv" >"$dat.$w.b"
