@@ -270,50 +270,50 @@ empty_detail(void)
  *		bidguard_try_trade inserted directly (direct.c), without the audit
  *		trigger: the same event the trigger writes for it, counted the same.
  */
+/* The columns every creation event has; the caller has set its row's own. */
+static void
+creation_event(Oid nspid, const char *kind, const char *status, pg_uuid_t *event_id,
+			   TimestampTz at, Datum *values, char *nulls)
+{
+	values[EV_EVENT_ID] = UUIDPGetDatum(event_id);
+	values[EV_OCCURRED_AT] = TimestampTzGetDatum(at);
+	values[EV_KIND] = CStringGetTextDatum(kind);
+	values[EV_NEW_STATUS] = CStringGetTextDatum(status);
+	values[EV_DETAIL] = empty_detail();
+	nulls[EV_EVENT_ID] = nulls[EV_OCCURRED_AT] = nulls[EV_KIND] = ' ';
+	nulls[EV_NEW_STATUS] = nulls[EV_DETAIL] = ' ';
+	bidguard_event_write(nspid, values, nulls, true);
+}
+
 void
 bidguard_event_bid_created(Oid nspid, int64 bid_id, text *marketplace_id,
 						   text *posting_id, pg_uuid_t *event_id, TimestampTz at)
 {
-	Datum		values[EV_NCOLS];
+	Datum		values[EV_NCOLS] = {0};
 	char		nulls[EV_NCOLS];
 
-	memset(values, 0, sizeof(values));
 	memset(nulls, 'n', sizeof(nulls));
-	values[EV_EVENT_ID] = UUIDPGetDatum(event_id);
-	values[EV_OCCURRED_AT] = TimestampTzGetDatum(at);
-	values[EV_KIND] = CStringGetTextDatum("bid_created");
 	values[EV_BID_ID] = Int64GetDatum(bid_id);
 	values[EV_MARKETPLACE_ID] = PointerGetDatum(marketplace_id);
 	values[EV_POSTING_ID] = PointerGetDatum(posting_id);
-	values[EV_NEW_STATUS] = CStringGetTextDatum("pending");
-	values[EV_DETAIL] = empty_detail();
-	nulls[EV_EVENT_ID] = nulls[EV_OCCURRED_AT] = nulls[EV_KIND] = nulls[EV_BID_ID] = ' ';
-	nulls[EV_MARKETPLACE_ID] = nulls[EV_POSTING_ID] = nulls[EV_NEW_STATUS] = ' ';
-	nulls[EV_DETAIL] = ' ';
+	nulls[EV_BID_ID] = nulls[EV_MARKETPLACE_ID] = nulls[EV_POSTING_ID] = ' ';
 	bidguard_count(BG_STAT_BIDS_CREATED);
-	bidguard_event_write(nspid, values, nulls, true);
+	creation_event(nspid, "bid_created", "pending", event_id, at, values, nulls);
 }
 
 void
 bidguard_event_trade_executed(Oid nspid, int64 trade_id, int64 bot_id,
 							  pg_uuid_t *event_id, TimestampTz at)
 {
-	Datum		values[EV_NCOLS];
+	Datum		values[EV_NCOLS] = {0};
 	char		nulls[EV_NCOLS];
 
-	memset(values, 0, sizeof(values));
 	memset(nulls, 'n', sizeof(nulls));
-	values[EV_EVENT_ID] = UUIDPGetDatum(event_id);
-	values[EV_OCCURRED_AT] = TimestampTzGetDatum(at);
-	values[EV_KIND] = CStringGetTextDatum("trade_executed");
 	values[EV_TRADE_ID] = Int64GetDatum(trade_id);
 	values[EV_BOT_ID] = Int64GetDatum(bot_id);
-	values[EV_NEW_STATUS] = CStringGetTextDatum("open");
-	values[EV_DETAIL] = empty_detail();
-	nulls[EV_EVENT_ID] = nulls[EV_OCCURRED_AT] = nulls[EV_KIND] = nulls[EV_TRADE_ID] = ' ';
-	nulls[EV_BOT_ID] = nulls[EV_NEW_STATUS] = nulls[EV_DETAIL] = ' ';
+	nulls[EV_TRADE_ID] = nulls[EV_BOT_ID] = ' ';
 	bidguard_count(BG_STAT_TRADES_EXECUTED);
-	bidguard_event_write(nspid, values, nulls, true);
+	creation_event(nspid, "trade_executed", "open", event_id, at, values, nulls);
 }
 
 /*
