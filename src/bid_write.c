@@ -64,7 +64,7 @@ static const char *const bid_columns[] = {
 	"status_reason", "atomic_event_id", "created_at", "updated_at", NULL
 };
 static const BidguardDirectSpec bid_spec = {
-	bid_columns, "bid_id", "bidguard_bids_one_active", NULL
+	bid_columns, "bid_id", "bidguard_bids_one_active", NULL, true
 };
 
 /*

@@ -125,6 +125,7 @@ typedef struct BidguardDirectSpec
 	const char *identity;		/* the identity column, or NULL */
 	const char *arbiter;		/* the ON CONFLICT arbiter index, or NULL */
 	const char *fkey;			/* a foreign key the caller keeps itself, or NULL */
+	bool		audited;		/* the caller writes the audit trigger's event */
 } BidguardDirectSpec;
 typedef struct BidguardDirect BidguardDirect;
 extern BidguardDirect *bidguard_direct_open(Oid nspid, Oid relid,

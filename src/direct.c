@@ -22,7 +22,8 @@
  * caller goes through SPI as before (bidguard_direct_open returns NULL):
  *	- a trigger on INSERT that is not bidguard's own (a user's trigger, a
  *	  foreign key other than the one the caller enforces itself, a
- *	  deferrable unique constraint), or one of bidguard's own disabled;
+ *	  deferrable unique constraint), or one of bidguard's own disabled, or
+ *	  the audit trigger whose event the caller writes missing;
  *	- session_replication_role is not origin (triggers fire differently);
  *	- row level security on the table, a partitioned table, stored
  *	  generated columns, or a column bidguard does not know;
@@ -168,9 +169,12 @@ direct_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		direct_xact_callback(XACT_EVENT_ABORT, arg);
 }
 
-/* Is trigger "t", which fires on INSERT, one the direct path may skip? */
+/*
+ * Is trigger "t", which fires on INSERT, one the direct path may skip?
+ * *audit is set when it is bidguard's audit trigger.
+ */
 static bool
-direct_trigger_ok(Oid nspid, const Trigger *t, const char *fkey)
+direct_trigger_ok(Oid nspid, const Trigger *t, const char *fkey, bool *audit)
 {
 	HeapTuple	proc;
 	bool		ok = false;
@@ -197,6 +201,8 @@ direct_trigger_ok(Oid nspid, const Trigger *t, const char *fkey)
 			for (i = 0; own_triggers[i] != NULL; i++)
 				if (strcmp(NameStr(p->proname), own_triggers[i]) == 0)
 					ok = true;
+		if (ok && strcmp(NameStr(p->proname), "bidguard_audit_trigger") == 0)
+			*audit = true;
 		ReleaseSysCache(proc);
 	}
 	return ok;
@@ -207,6 +213,7 @@ static bool
 direct_rel_ok(Oid nspid, Relation rel, const BidguardDirectSpec *spec)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	bool		audited = false;
 	int			i,
 				j;
 
@@ -232,10 +239,12 @@ direct_rel_ok(Oid nspid, Relation rel, const BidguardDirectSpec *spec)
 		{
 			const Trigger *t = &rel->trigdesc->triggers[i];
 
-			if (TRIGGER_FOR_INSERT(t->tgtype) && !direct_trigger_ok(nspid, t, spec->fkey))
+			if (TRIGGER_FOR_INSERT(t->tgtype) &&
+				!direct_trigger_ok(nspid, t, spec->fkey, &audited))
 				return false;
 		}
-	return true;
+	/* the caller writes the event only where the audit trigger would */
+	return audited == spec->audited;
 }
 
 static void

@@ -181,7 +181,7 @@ static const char *const event_columns[] = {
 	"backend_pid", NULL
 };
 static const BidguardDirectSpec event_spec = {
-	event_columns, NULL, "bidguard_events_pkey", NULL
+	event_columns, NULL, "bidguard_events_pkey", NULL, false
 };
 
 /*

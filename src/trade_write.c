@@ -59,7 +59,7 @@ static const char *const trade_columns[] = {
 	"atomic_event_id", "created_at", "filled_at", "cooldown", NULL
 };
 static const BidguardDirectSpec trade_spec = {
-	trade_columns, "trade_id", NULL, "bidguard_trades_bot_id_fkey"
+	trade_columns, "trade_id", NULL, "bidguard_trades_bot_id_fkey", true
 };
 
 /*

@@ -110,6 +110,14 @@ SELECT count(*) AS trades,
   LEFT JOIN bidguard_events AS e ON e.trade_id = t.trade_id AND e.kind = 'trade_executed'
  WHERE t.bot_id IN (901, 902);
 
+-- With the audit trigger disabled, as with SQL: the bid, and no event.
+ALTER TABLE bidguard_bids DISABLE TRIGGER bidguard_bids_audit_insert;
+SELECT created FROM bidguard_create_bid('d', 'unaudited');
+ALTER TABLE bidguard_bids ENABLE TRIGGER bidguard_bids_audit_insert;
+SELECT count(*) AS events FROM bidguard_events WHERE posting_id = 'unaudited';
+SELECT created FROM bidguard_create_bid('d', 'audited-again');
+SELECT count(*) AS events FROM bidguard_events WHERE posting_id = 'audited-again';
+
 -- A rolled-back creation leaves neither the bid nor its event.
 BEGIN;
 SELECT created FROM bidguard_create_bid('d', 'rolled-back');
