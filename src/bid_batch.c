@@ -130,7 +130,7 @@ bidguard_create_bids(PG_FUNCTION_ARGS)
 					 errdetail("posting_ids has %d, bid_data has %d.", n, nd)));
 	}
 	else
-		empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		empty = bidguard_empty_object();
 
 	/* Every input is checked before any lock is taken. */
 	items = palloc(sizeof(BatchItem) * Max(n, 1));

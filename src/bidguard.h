@@ -141,6 +141,7 @@ extern void bidguard_direct_close(BidguardDirect *d);
 
 /* events.c */
 extern void bidguard_event_write(Oid nspid, Datum *values, char *nulls, bool new_id);
+extern Jsonb *bidguard_empty_object(void);
 extern struct pg_uuid_t *bidguard_new_uuid_v7(void);
 extern void bidguard_event_bid_created(Oid nspid, int64 bid_id, text *marketplace_id,
 									   text *posting_id, struct pg_uuid_t *event_id,

@@ -91,7 +91,7 @@ typedef struct DirectEntry
 	bool		valid;			/* false: rebuild before the next use */
 	bool		built;			/* the last build finished (no error in it) */
 	bool		eligible;		/* the direct path is SQL's (see above) */
-	bool		in_use;
+	SubTransactionId in_use;	/* the subtransaction using it, or Invalid */
 	MemoryContext cxt;			/* everything below */
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -145,28 +145,39 @@ direct_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * An error ends the use of the entries opened in the (sub)transaction it
+ * aborts, and only theirs: an outer call may still be using another (a
+ * user's CHECK function with an EXCEPTION block runs inside an insert).
+ */
 static void
-direct_xact_callback(XactEvent event, void *arg)
+direct_end_uses(SubTransactionId subid)
 {
 	HASH_SEQ_STATUS seq;
 	DirectEntry *e;
 
-	(void) arg;
-	if (event != XACT_EVENT_ABORT && event != XACT_EVENT_PARALLEL_ABORT)
-		return;
 	hash_seq_init(&seq, direct_cache);
 	while ((e = hash_seq_search(&seq)) != NULL)
-		e->in_use = false;
+		if (subid == InvalidSubTransactionId || e->in_use == subid)
+			e->in_use = InvalidSubTransactionId;
+}
+
+static void
+direct_xact_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		direct_end_uses(InvalidSubTransactionId);
 }
 
 static void
 direct_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
-	(void) mySubid;
 	(void) parentSubid;
+	(void) arg;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		direct_xact_callback(XACT_EVENT_ABORT, arg);
+		direct_end_uses(mySubid);
 }
 
 /*
@@ -405,7 +416,7 @@ bidguard_direct_open(Oid nspid, Oid relid, const BidguardDirectSpec *spec,
 		memset(((char *) e) + sizeof(Oid), 0, sizeof(DirectEntry) - sizeof(Oid));
 		e->valid = false;
 	}
-	if (e->in_use)
+	if (e->in_use != InvalidSubTransactionId)
 	{
 		table_close(rel, NoLock);
 		return NULL;
@@ -438,7 +449,7 @@ bidguard_direct_open(Oid nspid, Oid relid, const BidguardDirectSpec *spec,
 		return NULL;
 	}
 	e->rri->ri_RelationDesc = rel;
-	e->in_use = true;
+	e->in_use = GetCurrentSubTransactionId();
 	d = palloc(sizeof(BidguardDirect));
 	d->e = e;
 	d->rel = rel;
@@ -450,7 +461,7 @@ bidguard_direct_close(BidguardDirect *d)
 {
 	direct_close_indexes(d->e);
 	d->e->rri->ri_RelationDesc = NULL;
-	d->e->in_use = false;
+	d->e->in_use = InvalidSubTransactionId;
 	table_close(d->rel, NoLock);
 	pfree(d);
 }

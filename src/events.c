@@ -248,9 +248,9 @@ bidguard_event_write(Oid nspid, Datum *values, char *nulls, bool new_id)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
-/* '{}', made once */
-static Datum
-empty_detail(void)
+/* '{}', made once: the detail of an event without a reason, and a bid's default data */
+Jsonb *
+bidguard_empty_object(void)
 {
 	static Jsonb *empty = NULL;
 
@@ -261,7 +261,7 @@ empty_detail(void)
 		empty = DatumGetJsonbP(reason_detail(NULL, 0, NULL));
 		MemoryContextSwitchTo(old);
 	}
-	return JsonbPGetDatum(empty);
+	return empty;
 }
 
 /*
@@ -279,7 +279,7 @@ creation_event(Oid nspid, const char *kind, const char *status, pg_uuid_t *event
 	values[EV_OCCURRED_AT] = TimestampTzGetDatum(at);
 	values[EV_KIND] = CStringGetTextDatum(kind);
 	values[EV_NEW_STATUS] = CStringGetTextDatum(status);
-	values[EV_DETAIL] = empty_detail();
+	values[EV_DETAIL] = JsonbPGetDatum(bidguard_empty_object());
 	nulls[EV_EVENT_ID] = nulls[EV_OCCURRED_AT] = nulls[EV_KIND] = ' ';
 	nulls[EV_NEW_STATUS] = nulls[EV_DETAIL] = ' ';
 	bidguard_event_write(nspid, values, nulls, true);

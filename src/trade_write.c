@@ -100,10 +100,7 @@ trade_lock_bot_row(const BidguardTradeRelids *ids, int64 bot_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to concurrent update")));
-	ereport(ERROR,
-			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-			 errmsg("bot %lld is not registered", (long long) bot_id),
-			 errhint("Register it with bidguard_set_cooldown(bot_id, cooldown).")));
+	trade_raise_unknown_bot(bot_id, NULL);
 }
 
 /*
@@ -122,7 +119,8 @@ trade_direct_insert(Oid nspid, int64 bot_id, Jsonb *trade_data, TimestampTz now,
 	Datum		values[TC_NCOLS];
 	bool		nulls[TC_NCOLS] = {false, false, false, false, true, false, false, true, false};
 
-	d = bidguard_direct_open(nspid, ids.trades, &trade_spec, ACL_SELECT | ACL_INSERT);
+	/* (trade_check_privileges asked for SELECT, INSERT before the lock) */
+	d = bidguard_direct_open(nspid, ids.trades, &trade_spec, 0);
 	if (d == NULL)
 		return false;
 	trade_lock_bot_row(&ids, bot_id);

@@ -82,8 +82,8 @@
 /* (trades.h) */
 TradeAdmission trade_admission = {false, 0, 0};
 
-static void
-raise_unknown_bot(int64 bot_id, Relation rel)
+void
+trade_raise_unknown_bot(int64 bot_id, Relation rel)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
@@ -285,7 +285,7 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 	trade_rels_close(&r);
 
 	if (!found)
-		raise_unknown_bot(bot_id, rel);
+		trade_raise_unknown_bot(bot_id, rel);
 	*cooldown = SPI_palloc(sizeof(Interval));
 	memcpy(*cooldown, &cd, sizeof(Interval));
 	*retry = NULL;

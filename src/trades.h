@@ -33,6 +33,9 @@ extern void trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_
 extern void trade_check_fill_time(int64 trade_id, TimestampTz created_at, TimestampTz filled_at,
 							TimestampTz now, Relation rel);
 
+/* 23503 for a bot not in bidguard_bots ("rel": the table a row went to) */
+extern pg_noreturn void trade_raise_unknown_bot(int64 bot_id, Relation rel);
+
 /* trade_write.c */
 extern bool trade_direct_insert(Oid nspid, int64 bot_id, Jsonb *trade_data, TimestampTz now,
 								Interval *cooldown, int64 *trade_id,

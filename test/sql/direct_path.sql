@@ -38,6 +38,35 @@ SELECT created FROM bidguard_create_bid('d', 'allowed-1');
 ALTER TABLE bidguard_bids DROP CONSTRAINT user_no_forbidden;
 SELECT created FROM bidguard_create_bid('d', 'forbidden-1');
 
+-- A user's CHECK function that calls bidguard itself, in and after an
+-- EXCEPTION block, while the outer bid is being inserted: the nested calls
+-- go through SQL, the subtransaction's abort does not free the outer
+-- insert's state, and every bid gets its index entries and its event.
+CREATE FUNCTION user_nested_check(p text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF p = 'nest-outer' THEN
+        BEGIN
+            PERFORM bidguard_create_bid('d', 'nest-rolled-back');
+            PERFORM 1 / 0;
+        EXCEPTION WHEN division_by_zero THEN
+            NULL;
+        END;
+        PERFORM bidguard_create_bid('d', 'nest-inner');
+    END IF;
+    RETURN true;
+END $$;
+ALTER TABLE bidguard_bids ADD CONSTRAINT user_nested CHECK (user_nested_check(posting_id));
+SELECT created FROM bidguard_create_bid('d', 'nest-outer');
+ALTER TABLE bidguard_bids DROP CONSTRAINT user_nested;
+DROP FUNCTION user_nested_check(text);
+SET enable_seqscan = off;
+SELECT posting_id, status FROM bidguard_bids
+ WHERE marketplace_id = 'd' AND posting_id LIKE 'nest-%' AND status IN ('pending', 'submitted')
+ ORDER BY posting_id;
+RESET enable_seqscan;
+SELECT posting_id, count(*) AS events FROM bidguard_events
+ WHERE posting_id LIKE 'nest-%' GROUP BY posting_id ORDER BY posting_id;
+
 -- A unique index of the user's, created after the first calls: it is
 -- maintained and enforced (23505).
 CREATE UNIQUE INDEX user_bid_ref ON bidguard_bids ((bid_data ->> 'ref'));
