@@ -13,7 +13,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS bidguard;
 
-SELECT plan(79);
+SELECT plan(80);
 
 -- The SQLSTATE, constraint name and texts of the error a statement raises
 -- (NULLs when it raises none).  throws_ok() cannot see the constraint name.
@@ -274,6 +274,8 @@ SELECT bid_id AS ro_bid FROM bidguard_create_bid('err', 'read-only') \gset
 SET LOCAL transaction_read_only = on;
 SELECT throws_ok($$SELECT * FROM bidguard_create_bid('err', 'read-only-new')$$,
                  '25006', NULL, 'create_bid in a read-only transaction is 25006');
+SELECT throws_ok($$SELECT * FROM bidguard_create_bids('err', ARRAY['read-only', 'read-only-new'])$$,
+                 '25006', NULL, 'create_bids in a read-only transaction is 25006');
 SELECT throws_ok(format($$SELECT * FROM bidguard_set_bid_status(%s, 'submitted')$$, :ro_bid),
                  '25006', NULL, 'set_bid_status in a read-only transaction is 25006');
 SELECT throws_ok(format($$SELECT * FROM bidguard_withdraw_bid(%s)$$, :ro_bid),

@@ -70,6 +70,15 @@ CREATE FUNCTION in_evil.char_length(text) RETURNS int LANGUAGE sql AS $$ SELECT 
 CREATE TEMP TABLE inputs (n serial, sql text, want text, as_role text, path text, what text);
 INSERT INTO inputs (sql, want, what) VALUES
 -- bidguard_create_bid
+($$SELECT bidguard_create_bids(NULL, '{p}')$$, '22004', 'create_bids: NULL marketplace_id'),
+($$SELECT bidguard_create_bids('m', NULL)$$, '22004', 'create_bids: NULL posting_ids'),
+($$SELECT bidguard_create_bids('m', ARRAY['p', NULL])$$, '22004', 'create_bids: a NULL posting_id'),
+($$SELECT bidguard_create_bids('m', '{p}', ARRAY[NULL]::jsonb[])$$, '22004', 'create_bids: a NULL bid_data element'),
+($$SELECT bidguard_create_bids('m', ARRAY['p', ''])$$, '22023', 'create_bids: an empty posting_id'),
+($$SELECT bidguard_create_bids('m', ARRAY[repeat('é', 257)])$$, '22023', 'create_bids: a posting_id of 257 characters'),
+($$SELECT bidguard_create_bids('m', '{{p},{q}}')$$, '22023', 'create_bids: a two-dimensional posting_ids'),
+($$SELECT bidguard_create_bids('m', '{p,q}', ARRAY['{}']::jsonb[])$$, '22023', 'create_bids: arrays of different lengths'),
+($$SELECT bidguard_create_bids('m', '{p}', ARRAY['[1]']::jsonb[])$$, '22023', 'create_bids: a bid_data element that is not an object'),
 ($$SELECT bidguard_create_bid(NULL, 'p')$$, '22004', 'create_bid: NULL marketplace_id'),
 ($$SELECT bidguard_create_bid('m', NULL)$$, '22004', 'create_bid: NULL posting_id'),
 ($$SELECT bidguard_create_bid('m', 'p', NULL)$$, '22004', 'create_bid: NULL bid_data'),
