@@ -75,6 +75,7 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+	bidguard_slots_init();
 	MarkGUCPrefixReserved("bidguard");
 
 	/* Shared-memory statistics only when preloaded; all else works anyway. */
@@ -215,6 +216,38 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 		" WHERE trade_id OPERATOR(pg_catalog.=) $1",
 		4, {INT8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID},
 		BG_TABLE_TRADES
+	},
+	/* rate limits (rate_limit.c): the window is (at, now] */
+	[BG_PLAN_RATE_WINDOW] = {
+		"SELECT COALESCE(pg_catalog.sum(cost), 0)::pg_catalog.int8, pg_catalog.count(*)"
+		" FROM %1$s.bidguard_rate_events"
+		" WHERE key OPERATOR(pg_catalog.=) $1 AND at OPERATOR(pg_catalog.>) $2",
+		2, {TEXTOID, TIMESTAMPTZOID}, BG_TABLE_NONE
+	},
+	[BG_PLAN_RATE_UNITS] = {
+		"SELECT at, cost FROM %1$s.bidguard_rate_events"
+		" WHERE key OPERATOR(pg_catalog.=) $1 AND at OPERATOR(pg_catalog.>) $2 ORDER BY at",
+		2, {TEXTOID, TIMESTAMPTZOID}, BG_TABLE_NONE
+	},
+	[BG_PLAN_RATE_INSERT] = {
+		"INSERT INTO %1$s.bidguard_rate_events (key, at, cost, expires_at) VALUES ($1, $2, $3, $4)",
+		4, {TEXTOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID}, BG_TABLE_NONE
+	},
+	[BG_PLAN_RATE_PRUNE_KEY] = {
+		"DELETE FROM %1$s.bidguard_rate_events"
+		" WHERE key OPERATOR(pg_catalog.=) $1 AND at OPERATOR(pg_catalog.<=) $2"
+		" AND expires_at OPERATOR(pg_catalog.<=) $3",
+		3, {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, BG_TABLE_NONE
+	},
+	[BG_PLAN_RATE_CONFIG] = {
+		"SELECT max_count, per FROM %1$s.bidguard_rate_limits"
+		" WHERE pg_catalog.starts_with($1, key_prefix)"
+		" ORDER BY pg_catalog.length(key_prefix) DESC LIMIT 1",
+		1, {TEXTOID}, BG_TABLE_NONE
+	},
+	[BG_PLAN_RATE_PRUNE] = {
+		"DELETE FROM %1$s.bidguard_rate_events WHERE expires_at OPERATOR(pg_catalog.<=) $1",
+		1, {TIMESTAMPTZOID}, BG_TABLE_NONE
 	},
 };
 

@@ -49,6 +49,8 @@
 #define BIDGUARD_LOCK_CLASS_BOT		25090	/* 0x6202: a bot's trades */
 #define BIDGUARD_LOCK_CLASS_USER	25091	/* 0x6203: bidguard_lock(namespace, key) */
 #define BIDGUARD_LOCK_CLASS_GUARD	25092	/* 0x6204: a key of a guarded table */
+#define BIDGUARD_LOCK_CLASS_RATE	25093	/* 0x6205: a rate-limited key */
+#define BIDGUARD_LOCK_CLASS_SLOT	25094	/* 0x6206: one slot of a key */
 
 /* Longest marketplace_id / posting_id, in characters. */
 #define BIDGUARD_MAX_ID_CHARS		256
@@ -70,6 +72,12 @@ typedef enum BidguardPlanId
 	BG_PLAN_LOCK_TRADE,
 	BG_PLAN_TRADE_EXISTS,
 	BG_PLAN_UPDATE_TRADE,
+	BG_PLAN_RATE_WINDOW,
+	BG_PLAN_RATE_UNITS,
+	BG_PLAN_RATE_INSERT,
+	BG_PLAN_RATE_PRUNE_KEY,
+	BG_PLAN_RATE_CONFIG,
+	BG_PLAN_RATE_PRUNE,
 	BG_NUM_PLANS
 } BidguardPlanId;
 
@@ -86,6 +94,11 @@ typedef enum BidguardStat
 	BG_STAT_LOCK_ACQUIRED,
 	BG_STAT_LOCK_WAITED,
 	BG_STAT_LOCK_TIMEOUTS,
+	BG_STAT_RATE_ALLOWED,
+	BG_STAT_RATE_LIMITED,
+	BG_STAT_SLOTS_ACQUIRED,
+	BG_STAT_SLOTS_BUSY,
+	BG_STAT_SLOT_WAITS,
 	BG_NUM_STATS
 } BidguardStat;
 
@@ -233,6 +246,12 @@ extern bool bidguard_try_lock_posting(uint64 key);
 extern void bidguard_lock_bot(int64 bot_id);
 extern bool bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms);
 extern void bidguard_lock_guard(uint64 key);
+extern void bidguard_lock_class(uint16 lockclass, uint64 key);
+
+/* slots.c */
+extern void bidguard_slots_init(void);
+struct LOCKTAG;
+extern bool bidguard_lock_within(const struct LOCKTAG *tag, bool session, int timeout_ms);
 
 /*
  * cooldown.c: the cooldown guard's row logic, shared by bidguard_trades'

@@ -98,6 +98,13 @@ object_ownercheck(Oid classid, Oid objectid, Oid roleid)
 #endif
 
 /* Infinite intervals exist from PostgreSQL 17 on. */
+/* PostgreSQL 17 added LockHeldByMe's "orstronger" */
+#if PG_VERSION_NUM >= 170000
+#define bidguard_lock_held_by_me(tag, mode) LockHeldByMe((tag), (mode), false)
+#else
+#define bidguard_lock_held_by_me(tag, mode) LockHeldByMe((tag), (mode))
+#endif
+
 #ifndef INTERVAL_NOT_FINITE
 #define INTERVAL_NOT_FINITE(i) false
 #endif

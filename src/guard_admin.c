@@ -53,74 +53,6 @@
 #include "guards.h"
 
 /*
- * guard_open_table
- *		Open a table the caller owns, for guarding; 42501 when the caller is
- *		not its owner, 42809 when it is no ordinary table.
- */
-static Relation
-guard_open_table(Oid relid, LOCKMODE mode, const char *action)
-{
-	Relation	rel;
-
-	/* Who may: decided before any lock is queued, as core's commands do. */
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
-					   get_rel_name(relid));
-	rel = table_open(relid, mode);
-
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("cannot %s \"%s\"", action, RelationGetRelationName(rel)),
-				 errdetail("Only ordinary tables can be guarded; \"%s\" is not one.",
-						   RelationGetRelationName(rel))));
-	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, RelationGetRelationName(rel));
-	return rel;
-}
-
-static void
-guard_check_not_ours(Relation rel, Oid nspid)
-{
-	if (RelationGetNamespace(rel) == nspid &&
-		strncmp(RelationGetRelationName(rel), "bidguard_", 9) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" belongs to bidguard", RelationGetRelationName(rel)),
-				 errdetail("bidguard's own tables are guarded already.")));
-}
-
-/* A column of rel by name: its number; 42703 when there is none. */
-static int
-guard_column(Relation rel, Name column, const char *argname)
-{
-	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), NameStr(*column));
-
-	if (attnum == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of relation \"%s\" does not exist",
-						NameStr(*column), RelationGetRelationName(rel)),
-				 errdetail("It was given as %s.", argname)));
-	if (attnum < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("system column \"%s\" cannot be guarded", NameStr(*column))));
-	return attnum;
-}
-
-/* Run one statement through SPI; the caller is connected, as the owner. */
-static void
-guard_exec(const char *sql, int expected)
-{
-	bidguard_spi_check(SPI_execute(sql, false, 0), expected, "guarding the table");
-}
-
-/*
  * Run a CREATE INDEX, then mark the index with a comment saying it is a
  * guard's: pg_dump keeps the comment, and the comment follows renames.
  */
@@ -133,34 +65,6 @@ guard_create_marked_index(const char *create_sql, const char *nspname,
 						quote_identifier(nspname), quote_identifier(name),
 						quote_literal_cstr(mark)),
 			   SPI_OK_UTILITY);
-}
-
-/*
- * Has the table a cooldown guard?  1: yes; 0: no; -1: it has a trigger of
- * that name that is not bidguard's.  The caller is connected to SPI.
- */
-static int
-guard_trigger_exists(Oid relid, Oid nspid)
-{
-	Datum		values[3];
-	bool		ours;
-	bool		isnull;
-
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = CStringGetTextDatum(GUARD_TRIGGER_NAME);
-	values[2] = CStringGetTextDatum(psprintf("%s.bidguard_cooldown_guard_trigger()",
-											 quote_identifier(get_namespace_name(nspid))));
-	bidguard_spi_check(SPI_execute_with_args("SELECT tgfoid OPERATOR(pg_catalog.=) $3::pg_catalog.regprocedure"
-											 " FROM pg_catalog.pg_trigger"
-											 " WHERE tgrelid OPERATOR(pg_catalog.=) $1"
-											 " AND tgname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
-											 3, (Oid[]) {OIDOID, TEXTOID, TEXTOID}, values, NULL,
-											 true, 1),
-					   SPI_OK_SELECT, "looking for the guard");
-	if (SPI_processed == 0)
-		return 0;
-	ours = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	return ours ? 1 : -1;
 }
 
 /* Drop the indexes bidguard_guard_cooldown() made on the table. */
@@ -329,7 +233,7 @@ bidguard_guard_cooldown(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	switch (guard_trigger_exists(relid, nspid))
+	switch (guard_trigger_exists(relid, nspid, GUARD_TRIGGER_NAME, "bidguard_cooldown_guard_trigger"))
 	{
 		case 1:					/* guarded already: replace it, and its index */
 			guard_exec(psprintf("DROP TRIGGER %s ON %s",
@@ -404,7 +308,7 @@ bidguard_unguard_cooldown(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (guard_trigger_exists(relid, bidguard_schema(fcinfo)) != 1)
+	if (guard_trigger_exists(relid, bidguard_schema(fcinfo), GUARD_TRIGGER_NAME, "bidguard_cooldown_guard_trigger") != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" has no cooldown guard", relname)));

@@ -8,7 +8,8 @@
  * SQL that bidguard runs on an application's table runs as the table's
  * owner, in a security-restricted operation, with search_path pinned to
  * pg_catalog, pg_temp (contrib/amcheck's way); every name in it is quoted
- * and schema-qualified, down to the operators.
+ * and schema-qualified, down to the operators.  Guarding a table is for its
+ * owner only (guard_open_table).
  *
  * Locks: none.
  *
@@ -19,9 +20,13 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -57,6 +62,20 @@ guard_as_owner_end(GuardAsOwner *save)
 {
 	AtEOXact_GUC(false, save->save_nestlevel);
 	SetUserIdAndSecContext(save->save_userid, save->save_sec_context);
+}
+
+/* the owner of a relation */
+Oid
+bidguard_rel_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 /* "schema"."table" */
@@ -108,3 +127,102 @@ guard_check_time_column(TupleDesc desc, int attnum, const char *role)
 						 quote_identifier(NameStr(att->attname)),
 						 quote_identifier(NameStr(att->attname)))));
 }
+
+/*
+ * guard_open_table
+ *		Open a table the caller owns, for guarding; 42501 when the caller is
+ *		not its owner, 42809 when it is no ordinary table.
+ */
+Relation
+guard_open_table(Oid relid, LOCKMODE mode, const char *action)
+{
+	Relation	rel;
+
+	/* Who may: decided before any lock is queued, as core's commands do. */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+	rel = table_open(relid, mode);
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot %s \"%s\"", action, RelationGetRelationName(rel)),
+				 errdetail("Only ordinary tables can be guarded; \"%s\" is not one.",
+						   RelationGetRelationName(rel))));
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, RelationGetRelationName(rel));
+	return rel;
+}
+
+void
+guard_check_not_ours(Relation rel, Oid nspid)
+{
+	if (RelationGetNamespace(rel) == nspid &&
+		strncmp(RelationGetRelationName(rel), "bidguard_", 9) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" belongs to bidguard", RelationGetRelationName(rel)),
+				 errdetail("bidguard's own tables are guarded already.")));
+}
+
+/* A column of rel by name: its number; 42703 when there is none. */
+int
+guard_column(Relation rel, Name column, const char *argname)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), NameStr(*column));
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						NameStr(*column), RelationGetRelationName(rel)),
+				 errdetail("It was given as %s.", argname)));
+	if (attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("system column \"%s\" cannot be guarded", NameStr(*column))));
+	return attnum;
+}
+
+/* Run one statement through SPI; the caller is connected, as the owner. */
+void
+guard_exec(const char *sql, int expected)
+{
+	bidguard_spi_check(SPI_execute(sql, false, 0), expected, "guarding the table");
+}
+
+/*
+ * Has the table a guard trigger "tgname" of function "funcname" (of the
+ * extension's schema)?  1: yes; 0: no; -1: it has a trigger of that name
+ * that is not bidguard's.  The caller is connected to SPI.
+ */
+int
+guard_trigger_exists(Oid relid, Oid nspid, const char *tgname, const char *funcname)
+{
+	Datum		values[3];
+	bool		ours;
+	bool		isnull;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(tgname);
+	values[2] = CStringGetTextDatum(psprintf("%s.%s()",
+											 quote_identifier(get_namespace_name(nspid)),
+											 funcname));
+	bidguard_spi_check(SPI_execute_with_args("SELECT tgfoid OPERATOR(pg_catalog.=) $3::pg_catalog.regprocedure"
+											 " FROM pg_catalog.pg_trigger"
+											 " WHERE tgrelid OPERATOR(pg_catalog.=) $1"
+											 " AND tgname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+											 3, (Oid[]) {OIDOID, TEXTOID, TEXTOID}, values, NULL,
+											 true, 1),
+					   SPI_OK_SELECT, "looking for the guard");
+	if (SPI_processed == 0)
+		return 0;
+	ours = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return ours ? 1 : -1;
+}
+

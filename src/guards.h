@@ -14,12 +14,14 @@
 #ifndef BIDGUARD_GUARDS_H
 #define BIDGUARD_GUARDS_H
 
+#include "storage/lockdefs.h"
 #include "utils/relcache.h"
 
 /* The guard trigger's name, and the comments that mark the guards' indexes. */
 #define GUARD_TRIGGER_NAME	"bidguard_cooldown_guard"
 #define GUARD_INDEX_MARK	"bidguard_guard_cooldown"
 #define UNIQUE_INDEX_MARK	"bidguard_guard_unique_active"
+#define RATE_TRIGGER_NAME	"bidguard_rate_limit_guard"
 
 /* guard_common.c: SQL on an application's table, run as its owner */
 typedef struct GuardAsOwner
@@ -32,7 +34,16 @@ typedef struct GuardAsOwner
 extern void guard_as_owner_begin(Oid owner, GuardAsOwner *save);
 extern void guard_as_owner_end(GuardAsOwner *save);
 extern char *guard_qualified_name(Relation rel);
+extern Oid	bidguard_rel_owner(Oid relid);
 extern char *guard_equality_operator(Oid typid, const char *column);
 extern void guard_check_time_column(TupleDesc desc, int attnum, const char *role);
+
+/* guard_common.c: what guarding and unguarding a table share */
+extern Relation guard_open_table(Oid relid, LOCKMODE mode, const char *action);
+extern void guard_check_not_ours(Relation rel, Oid nspid);
+extern int	guard_column(Relation rel, Name column, const char *argname);
+extern void guard_exec(const char *sql, int expected);
+extern int	guard_trigger_exists(Oid relid, Oid nspid, const char *tgname,
+								 const char *funcname);
 
 #endif							/* BIDGUARD_GUARDS_H */

@@ -225,12 +225,24 @@ bidguard_lock_guard(uint64 key)
 }
 
 /*
- * lock_acquire_within
- *		Wait at most timeout_ms (> 0) for the lock; false if it timed out.
- *		Other errors (deadlock, cancellation) propagate.
+ * bidguard_lock_class
+ *		Take (class, key) until the end of the transaction, waiting as
+ *		lock_timeout allows: the rate limits' key locks (rate_limit.c).
  */
-static bool
-lock_acquire_within(const LOCKTAG *tag, int timeout_ms)
+void
+bidguard_lock_class(uint16 lockclass, uint64 key)
+{
+	bidguard_lock_acquire(lockclass, key);
+}
+
+/*
+ * bidguard_lock_within
+ *		Wait at most timeout_ms (> 0) for the lock, held for the transaction
+ *		or (session) the session; false if it timed out.  Other errors
+ *		(deadlock, cancellation) propagate.
+ */
+bool
+bidguard_lock_within(const LOCKTAG *tag, bool session, int timeout_ms)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -242,7 +254,7 @@ lock_acquire_within(const LOCKTAG *tag, int timeout_ms)
 	PG_TRY();
 	{
 		LockTimeout = timeout_ms;
-		(void) LockAcquire(tag, ExclusiveLock, false, false);
+		(void) LockAcquire(tag, ExclusiveLock, session, false);
 		LockTimeout = save_lock_timeout;
 
 		/*
@@ -315,7 +327,7 @@ bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms)
 		timeout_ms = LockTimeout;
 
 	start = GetCurrentTimestamp();
-	acquired = lock_acquire_within(&tag, timeout_ms);
+	acquired = bidguard_lock_within(&tag, false, timeout_ms);
 	bidguard_count_wait(GetCurrentTimestamp() - start, acquired);
 	if (acquired)
 		bidguard_count(BG_STAT_LOCK_ACQUIRED);

@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ *
+ * rate_limit.h
+ *	  The rate-limit decision (rate_limit.c) that the SQL functions and the
+ *	  rate-limit guard on applications' tables (rate_guard.c) share.
+ *
+ * src/rate_limit.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BIDGUARD_RATE_LIMIT_H
+#define BIDGUARD_RATE_LIMIT_H
+
+#include "datatype/timestamp.h"
+
+typedef struct RateDecision
+{
+	bool		allowed;
+	int32		remaining;		/* units left in the window now */
+	Interval   *retry_after;	/* until this call (denied) or the next (admitted) fits */
+	Interval   *reset_after;	/* until the window is empty */
+} RateDecision;
+
+extern void bidguard_check_rate_limit(int32 max_count, Interval *per);
+extern void bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
+								 int32 cost, RateDecision *out);
+extern bool bidguard_rate_configured(Oid nspid, text *key, int32 *max_count,
+									 Interval **per);
+
+#endif							/* BIDGUARD_RATE_LIMIT_H */
