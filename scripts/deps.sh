@@ -28,6 +28,10 @@
 #   prometheus-postgres-exporter    the exporter test/t/009_exporter.pl runs with
 #                                   monitoring/queries.yaml
 #   pgbouncer                       the pooler test/t/015_pgbouncer.pl runs bidguard behind
+#   prometheus                      promtool, which test/t/009_exporter.pl checks and
+#                                   unit-tests monitoring/alerts.yml with
+#   python3-celery python3-redis redis-server
+#                                   the Celery workers (Redis broker) of test/t/020_celery.pl
 #   sqlsmith                        the query fuzzer test/t/017_fuzz.pl runs
 #   perl                            prove (TAP::Harness)
 #   python3 python3-psycopg         the Python example client and `make demo`'s workers
@@ -82,6 +86,10 @@ packages+=(
     libipc-run-perl
     prometheus-postgres-exporter
     pgbouncer
+    prometheus
+    python3-celery
+    python3-redis
+    redis-server
     sqlsmith
     perl
     python3
@@ -161,6 +169,10 @@ command -v prove >/dev/null 2>&1 || need_file /nonexistent/prove perl
 perl -MIPC::Run -e 1 >/dev/null 2>&1 || need_file /nonexistent/IPC::Run libipc-run-perl
 need_file /usr/bin/prometheus-postgres-exporter prometheus-postgres-exporter
 need_file /usr/sbin/pgbouncer pgbouncer
+need_file /usr/bin/promtool prometheus
+need_file /usr/bin/redis-server redis-server
+/usr/bin/python3 -c 'import celery' >/dev/null 2>&1 || need_file /nonexistent/celery python3-celery
+/usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || need_file /nonexistent/redis python3-redis
 need_file /usr/bin/sqlsmith sqlsmith
 command -v node >/dev/null 2>&1 || need_file /nonexistent/node nodejs
 command -v npm >/dev/null 2>&1 || need_file /nonexistent/npm npm

@@ -251,7 +251,7 @@ extern void bidguard_lock_class(uint16 lockclass, uint64 key);
 /* slots.c */
 extern void bidguard_slots_init(void);
 struct LOCKTAG;
-extern bool bidguard_lock_within(const struct LOCKTAG *tag, bool session, int timeout_ms);
+extern bool bidguard_lock_within(const struct LOCKTAG *tag, int timeout_ms);
 
 /*
  * cooldown.c: the cooldown guard's row logic, shared by bidguard_trades'

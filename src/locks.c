@@ -237,12 +237,14 @@ bidguard_lock_class(uint16 lockclass, uint64 key)
 
 /*
  * bidguard_lock_within
- *		Wait at most timeout_ms (> 0) for the lock, held for the transaction
- *		or (session) the session; false if it timed out.  Other errors
- *		(deadlock, cancellation) propagate.
+ *		Wait at most timeout_ms (> 0) for the lock, held for the transaction;
+ *		false if it timed out.  Other errors (deadlock, cancellation)
+ *		propagate.  Only a transaction's lock can be had this way: the
+ *		subtransaction's abort releases a lock granted as the timeout fired,
+ *		which it would not do for a session lock (slots.c converts one).
  */
 bool
-bidguard_lock_within(const LOCKTAG *tag, bool session, int timeout_ms)
+bidguard_lock_within(const LOCKTAG *tag, int timeout_ms)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -254,7 +256,7 @@ bidguard_lock_within(const LOCKTAG *tag, bool session, int timeout_ms)
 	PG_TRY();
 	{
 		LockTimeout = timeout_ms;
-		(void) LockAcquire(tag, ExclusiveLock, session, false);
+		(void) LockAcquire(tag, ExclusiveLock, false, false);
 		LockTimeout = save_lock_timeout;
 
 		/*
@@ -327,7 +329,7 @@ bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms)
 		timeout_ms = LockTimeout;
 
 	start = GetCurrentTimestamp();
-	acquired = bidguard_lock_within(&tag, false, timeout_ms);
+	acquired = bidguard_lock_within(&tag, timeout_ms);
 	bidguard_count_wait(GetCurrentTimestamp() - start, acquired);
 	if (acquired)
 		bidguard_count(BG_STAT_LOCK_ACQUIRED);

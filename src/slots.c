@@ -163,6 +163,7 @@ slot_acquire(text *key, int max_slots, int wait_ms, bool session)
 	int			n;
 	int			next = MyProcPid % max_slots;
 	int			slice_ms = 10;
+	bool		waited_for_it = false;
 	TimestampTz start;
 	TimestampTz deadline = 0;
 
@@ -192,8 +193,9 @@ slot_acquire(text *key, int max_slots, int wait_ms, bool session)
 
 		if (max_slots == 1 && wait_ms < 0)
 		{
-			(void) LockAcquire(&tag, ExclusiveLock, session, false);
+			(void) LockAcquire(&tag, ExclusiveLock, false, false);
 			n = next;
+			waited_for_it = true;
 			break;
 		}
 		if (max_slots == 1)
@@ -212,15 +214,34 @@ slot_acquire(text *key, int max_slots, int wait_ms, bool session)
 				break;
 			timeout_ms = Min(timeout_ms, left_ms);
 		}
-		if (bidguard_lock_within(&tag, session, timeout_ms))
+		if (bidguard_lock_within(&tag, timeout_ms))
 		{
 			n = next;
+			waited_for_it = true;
 			break;
 		}
 		if (max_slots == 1)
 			break;
 		slice_ms = Min(slice_ms * 2, 200);
 		n = slot_try_all(key, max_slots, session, held, &nheld);
+		if (nheld == max_slots)
+			break;
+	}
+
+	/*
+	 * A wait takes the slot as the transaction's lock (whose release, should
+	 * the timeout fire as it is granted, the subtransaction's abort sees to);
+	 * a session slot is then held by the session instead: one more hold, of
+	 * the session, granted at once since this backend has the lock, and the
+	 * transaction's hold given back.
+	 */
+	if (n != 0 && session && waited_for_it)
+	{
+		LOCKTAG		tag;
+
+		slot_tag(&tag, key, n);
+		(void) LockAcquire(&tag, ExclusiveLock, true, true);
+		LockRelease(&tag, ExclusiveLock, false);
 	}
 	bidguard_count_wait(GetCurrentTimestamp() - start, n != 0);
 	return n;

@@ -32,7 +32,8 @@ SELECT has_function('bidguard_cooldown_violations',
 SELECT has_view('bidguard_guards');
 SELECT columns_are('bidguard_guards',
                    ARRAY['kind', 'table_name', 'key_columns', 'time_column', 'fill_column',
-                         'cooldown', 'condition', 'index_name', 'trigger_name']);
+                         'cooldown', 'condition', 'index_name', 'trigger_name',
+                         'max_count', 'per', 'key_prefix']);
 
 -- the constraint name a driver sees with the error a statement raises
 CREATE FUNCTION pg_temp.constraint_of(sql text) RETURNS text LANGUAGE plpgsql AS $$

@@ -111,7 +111,14 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM bidguard_cooldown_violatio
 my $holder = $node->background_psql('postgres');
 $holder->query_safe(q{BEGIN;
 	SELECT bidguard_lock('exporter', 'held');
-	SELECT reason FROM bidguard_try_trade(2)});
+	SELECT reason FROM bidguard_try_trade(2);
+	SELECT reason FROM bidguard_acquire_slot('exporter', 1)});
+is($node->safe_psql('postgres', q{SELECT reason FROM bidguard_acquire_slot('exporter', 1, '20 ms')}),
+	'busy', 'a 20 ms wait for the held slot ends busy');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(allowed::text, ',') FROM generate_series(1, 3),
+	       LATERAL bidguard_rate_limit('exporter', 2, '1 hour')}),
+	'true,true,false', 'a rate limit of 2: two admitted, one refused');
 is($node->safe_psql('postgres', q{SELECT reason FROM bidguard_try_trade(2, '{}', '0')}),
 	'busy', 'a trade of bot 2 is busy while the holder trades');
 is($node->safe_psql('postgres', q{SELECT bidguard_lock('exporter', 'held', '50 ms')}),
@@ -256,7 +263,8 @@ unlike(slurp_file($exporter_log), qr/Error running query|level=error/,
 # Every bidguard family, with its type; no untyped leftovers.
 my @counters = qw(bids_created bids_deduplicated bids_withdrawn transitions_rejected
   trades_executed trades_rejected_cooldown trades_rejected_busy
-  lock_acquired lock_waited lock_timeouts);
+  lock_acquired lock_waited lock_timeouts
+  rate_allowed rate_limited slots_acquired slots_busy slot_waits);
 my %want_types = (
 	(map { ("bidguard_${_}_total" => 'counter') } @counters),
 	(map { ("bidguard_$_" => 'gauge') } qw(lock_wait_max_seconds
@@ -284,8 +292,8 @@ is(value_of($s, "bidguard_${_}_total"), $stats{$_}, "bidguard_${_}_total = $stat
 is($stats{bids_created}, $node->safe_psql('postgres', 'SELECT count(*) FROM bidguard_bids'),
 	'bids_created = the bids in the table');
 cmp_ok($stats{$_}, '>', 0, "$_ > 0: the test made some") for @counters;
-is($stats{lock_waited}, 2, 'two waits: one timed out, one got the lock');
-is($stats{lock_timeouts}, 1, 'one wait timed out');
+is($stats{lock_waited}, 3, 'three waits: a lock\'s and a slot\'s timed out, one got the lock');
+is($stats{lock_timeouts}, 2, 'two waits timed out');
 near(value_of($s, 'bidguard_lock_wait_max_seconds'), $stats{max_s},
 	'bidguard_lock_wait_max_seconds');
 near(value_of($s, 'bidguard_stats_reset_timestamp_seconds'), $stats{reset_epoch},
@@ -355,7 +363,7 @@ is(join(' ', grep { !$exported{$_} } sort keys %used), '',
 SKIP:
 {
 	my $promtool = (grep { -x "$_/promtool" } split /:/, $ENV{PATH} // '')[0];
-	skip 'promtool is not installed (package prometheus)', 2 unless $promtool;
+	skip 'promtool is not installed (package prometheus)', 3 unless $promtool;
 	my $out = '';
 	ok(IPC::Run::run([ "$promtool/promtool", 'check', 'rules', $alerts ],
 			'<', \undef, '>&', \$out),
@@ -365,6 +373,11 @@ SKIP:
 	ok(IPC::Run::run([ "$promtool/promtool", 'check', 'metrics' ],
 			'<', \$s->{text}, '>&', \$out),
 		'promtool check metrics: the scrape follows the naming conventions')
+	  or diag $out;
+	$out = '';
+	ok(IPC::Run::run([ "$promtool/promtool", 'test', 'rules', "$srcdir/monitoring/alerts.test.yml" ],
+			'<', \undef, '>&', \$out),
+		'promtool test rules monitoring/alerts.test.yml: the alerts fire when they should')
 	  or diag $out;
 }
 

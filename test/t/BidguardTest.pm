@@ -50,7 +50,7 @@ our $ALLOWED_TRANSITIONS_SQL = q{(VALUES
 # objsubid is bidguard's lock class, 25089 for a posting, 25090 for a bot,
 # 25091 for bidguard_lock(), 25092 for a key of a guarded table.
 our $BIDGUARD_LOCK_CLASSES_SQL =
-  q{locktype = 'advisory' AND objsubid IN (25089, 25090, 25091, 25092)};
+  q{locktype = 'advisory' AND objsubid IN (25089, 25090, 25091, 25092, 25093, 25094)};
 our $BIDGUARD_POSTING_LOCK_SQL = q{locktype = 'advisory' AND objsubid = 25089};
 
 # A fingerprint of every row of bidguard's four tables, in key order, and
