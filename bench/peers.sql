@@ -179,3 +179,12 @@ BEGIN
     RETURN 'executed';
 END
 $$;
+
+-- Rate limits (bench/rate_limit.pgbench): the action bidguard_rate_limit()
+-- protects, one row per admitted call, shaped as the Redis peer's
+-- peer_redis_actions.
+CREATE TABLE bench_actions (
+    action_id  bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);

@@ -5,5 +5,6 @@
 -- until the next ANALYZE.  The checkpoint makes every run start alike.
 TRUNCATE bidguard_bids, bidguard_trades, bidguard_events,
          peer_excl_trades, peer_plpgsql_trades, peer_plpgsql_bids,
-         peer_audited_bids, peer_audited_trades, peer_audit_events;
+         peer_audited_bids, peer_audited_trades, peer_audit_events,
+         bidguard_rate_events, bench_actions;
 CHECKPOINT;

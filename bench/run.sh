@@ -28,6 +28,11 @@
 #   batch_hot    a batch of 10 postings among 100 (mostly found)
 #                  bidguard_create_bids | one multi-row INSERT ... ON CONFLICT
 #                  DO NOTHING of the same batch
+#   rate_hot     an action limited to 100/s per key, 10 keys (mostly refused)
+#   rate_cold    the same over 10,000 keys (mostly admitted)
+#                  bidguard_rate_limit and the action's INSERT in one statement |
+#                  GCRA in Redis (Lua, redis-cell's algorithm), then the INSERT
+#                  (bench/redis_peer -w rate)
 #
 # It reports, per workload, each alternative's median throughput, its spread
 # (min-max over the rounds), bidguard's median throughput divided by it and
@@ -50,7 +55,7 @@
 # bench/memory.sh's memory.tsv there are included when present.
 #
 # Settings: BENCH_SECONDS (8), BENCH_ROUNDS (3), BENCH_CLIENTS (16),
-# BENCH_SYNC ("off on"), BENCH_WORKLOADS (all seven), BENCH_SWEEP_CLIENTS
+# BENCH_SYNC ("off on"), BENCH_WORKLOADS (all nine), BENCH_SWEEP_CLIENTS
 # ("1 4 16 64"; empty: no sweep), BENCH_SWEEP_SECONDS (4), BENCH_RESULTS.
 # `make bench BENCH_SECONDS=3 BENCH_ROUNDS=1 BENCH_SWEEP_CLIENTS=` is a quick look.
 set -euo pipefail
@@ -61,7 +66,7 @@ secs=${BENCH_SECONDS:-8}
 rounds=${BENCH_ROUNDS:-3}
 clients=${BENCH_CLIENTS:-16}
 syncs=${BENCH_SYNC:-off on}
-workloads=${BENCH_WORKLOADS:-bids_hot bids_cold trades_10 trades_10k guarded_insert batch_cold batch_hot}
+workloads=${BENCH_WORKLOADS:-bids_hot bids_cold trades_10 trades_10k guarded_insert batch_cold batch_hot rate_hot rate_cold}
 sweep_clients=${BENCH_SWEEP_CLIENTS-1 4 16 64}
 sweep_secs=${BENCH_SWEEP_SECONDS:-4}
 results=${BENCH_RESULTS:-$root/bench/results}
@@ -82,13 +87,14 @@ printf 'sync\tworkload\tle_ms\tcount\tacquired\n' >"$results/locks.tsv"
 printf 'workload\talternative\tclients\tmedian_tps\tmin_tps\tmax_tps\tp50_ms\tp99_ms\n' >"$results/clients.tsv"
 
 # The alternatives of a workload: label=kind:spec, bidguard's first.
-#   pgbench:SCRIPT  or  redis:bids|trades
+#   pgbench:SCRIPT  or  redis:bids|trades|rate
 alternatives() {
 	case $1 in
 		bids_*) echo "bidguard=pgbench:bench/create_bid.pgbench on_conflict=pgbench:bench/on_conflict.pgbench plpgsql=pgbench:bench/plpgsql_bid.pgbench plpgsql_audited=pgbench:bench/audited_bid.pgbench redis_lock=redis:bids" ;;
 		trades_*) echo "bidguard=pgbench:bench/try_trade.pgbench exclusion=pgbench:bench/exclusion.pgbench plpgsql=pgbench:bench/plpgsql_trade.pgbench plpgsql_audited=pgbench:bench/audited_trade.pgbench redis_lock=redis:trades" ;;
 		guarded_insert) echo "bidguard=pgbench:bench/insert_guarded.pgbench unguarded=pgbench:bench/insert_plain.pgbench same_index_no_trigger=pgbench:bench/insert_indexed.pgbench" ;;
 		batch_*) echo "bidguard=pgbench:bench/create_bids.pgbench on_conflict=pgbench:bench/on_conflict_batch.pgbench" ;;
+		rate_*) echo "bidguard=pgbench:bench/rate_limit.pgbench redis_gcra=redis:rate" ;;
 		*) echo "bench: unknown workload $1" >&2; exit 2 ;;
 	esac
 }
@@ -102,6 +108,8 @@ defines() {
 		guarded_insert) echo "none=0" ;;
 		batch_cold) echo "postings=1000000" ;;
 		batch_hot) echo "postings=100" ;;
+		rate_hot) echo "keys=10" ;;
+		rate_cold) echo "keys=10000" ;;
 	esac
 }
 
@@ -111,6 +119,7 @@ sweep_peer() {
 		bids_*|batch_*) echo on_conflict ;;
 		trades_*) echo exclusion ;;
 		guarded_insert) echo unguarded ;;
+		rate_*) echo redis_gcra ;;
 	esac
 }
 

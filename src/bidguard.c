@@ -219,7 +219,8 @@ static const BidguardPlanDef plan_defs[BG_NUM_PLANS] = {
 	},
 	/* rate limits (rate_limit.c): the window is (at, now] */
 	[BG_PLAN_RATE_WINDOW] = {
-		"SELECT COALESCE(pg_catalog.sum(cost), 0)::pg_catalog.int8, pg_catalog.count(*)"
+		"SELECT COALESCE(pg_catalog.sum(cost), 0)::pg_catalog.int8, pg_catalog.count(*),"
+		" pg_catalog.max(at)"
 		" FROM %1$s.bidguard_rate_events"
 		" WHERE key OPERATOR(pg_catalog.=) $1 AND at OPERATOR(pg_catalog.>) $2",
 		2, {TEXTOID, TIMESTAMPTZOID}, BG_TABLE_NONE

@@ -120,9 +120,13 @@ bidguard_check_rate_limit(int32 max_count, Interval *per)
 				 errdetail("The per given is %s.", bidguard_interval_text(per))));
 }
 
-/* The window's units and rows, read with snap (or the active snapshot). */
+/*
+ * The window's units and rows, and its latest row's time (*last, when there
+ * is one), read with snap (or the active snapshot).
+ */
 static void
-rate_read_window(SPIPlanPtr plan, Datum *values, Snapshot snap, int64 *units, int64 *rows)
+rate_read_window(SPIPlanPtr plan, Datum *values, Snapshot snap, int64 *units, int64 *rows,
+				 TimestampTz *last)
 {
 	bool		isnull;
 
@@ -137,27 +141,27 @@ rate_read_window(SPIPlanPtr plan, Datum *values, Snapshot snap, int64 *units, in
 										 1, &isnull));
 	*rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										2, &isnull));
+	*last = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  3, &isnull));
+	if (isnull)
+		*last = 0;
 }
 
 /*
  * rate_time_until_freed
- *		How long until "need" units of the window (now - per, now] have left
- *		it: walking the rows from the oldest, the row at which the units so
- *		far reach need leaves at its at + per.  Also the window's last row's
- *		time (*last), for reset_after.
+ *		How long until "need" (> 0) units of the window (now - per, now] have
+ *		left it: walking the rows from the oldest, the row at which the units
+ *		so far reach need leaves at its at + per.  Every row has at least one
+ *		unit, so it is among the first "need" rows: no more are read.
  */
 static Interval *
-rate_time_until_freed(Oid nspid, Datum *values, int64 need, Interval *per,
-					  TimestampTz now, TimestampTz *last)
+rate_time_until_freed(Oid nspid, Datum *values, int64 need, Interval *per, TimestampTz now)
 {
 	SPIPlanPtr	plan = bidguard_plan(nspid, BG_PLAN_RATE_UNITS);
 	int64		acc = 0;
-	TimestampTz when = 0;
-	bool		found = need <= 0;
 
-	bidguard_spi_check(SPI_execute_plan(plan, values, NULL, false, 0),
+	bidguard_spi_check(SPI_execute_plan(plan, values, NULL, false, need),
 					   SPI_OK_SELECT, "reading a rate window");
-	*last = 0;
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -167,16 +171,11 @@ rate_time_until_freed(Oid nspid, Datum *values, int64 need, Interval *per,
 
 		acc += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 										   2, &isnull));
-		if (!found && acc >= need)
-		{
-			when = ts_plus(at, per);
-			found = true;
-		}
-		*last = at;
+		if (acc >= need)
+			return ts_diff(ts_plus(at, per), now);
 	}
-	if (!found)
-		elog(ERROR, "bidguard: a rate window holds fewer units than it counted");
-	return need <= 0 ? zero_interval() : ts_diff(when, now);
+	elog(ERROR, "bidguard: a rate window holds fewer units than it counted");
+	pg_unreachable();
 }
 
 /*
@@ -229,8 +228,10 @@ bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
 		int64		units_then;
 		int64		rows_then;
 
-		rate_read_window(plan, values, InvalidSnapshot, &units_then, &rows_then);
-		rate_read_window(plan, values, GetLatestSnapshot(), &units, &rows);
+		TimestampTz last_then;
+
+		rate_read_window(plan, values, InvalidSnapshot, &units_then, &rows_then, &last_then);
+		rate_read_window(plan, values, GetLatestSnapshot(), &units, &rows, &last);
 		if (units != units_then || rows != rows_then)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -240,7 +241,7 @@ bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
 					 errhint("Retry the transaction.")));
 	}
 	else
-		rate_read_window(plan, values, InvalidSnapshot, &units, &rows);
+		rate_read_window(plan, values, InvalidSnapshot, &units, &rows, &last);
 
 	out->allowed = units + cost <= max_count;
 	if (out->allowed && cost > 0)
@@ -258,6 +259,7 @@ bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
 						   SPI_OK_DELETE, "pruning rate events");
 		units += cost;
 		rows++;
+		last = now;
 		values[1] = TimestampTzGetDatum(window_start);
 	}
 
@@ -276,7 +278,8 @@ bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
 	{
 		int64		need = units + Max(cost, 1) - max_count;
 
-		out->retry_after = rate_time_until_freed(nspid, values, need, per, now, &last);
+		out->retry_after = need <= 0 ? zero_interval() :
+			rate_time_until_freed(nspid, values, need, per, now);
 		out->reset_after = ts_diff(ts_plus(last, per), now);
 	}
 	guard_as_owner_end(&save);

@@ -4,8 +4,8 @@
  * fixes did it (shared/background: the bid lock manager and the trade lock),
  * so that bidguard can be measured against it on the same machine.
  *
- *   redis_peer -w bids|trades -c CLIENTS -T SECONDS [-D postings=N] [-D bots=N]
- *              [--redis HOST:PORT | --redis /path/to/redis.sock] [--log FILE]
+ *   redis_peer -w bids|trades|rate -c CLIENTS -T SECONDS [-D postings=N] [-D bots=N]
+ *              [-D keys=N] [--redis HOST:PORT | --redis /path/to/redis.sock] [--log FILE]
  *              [--tx] [--ttl MS]
  *
  * PostgreSQL is reached through libpq's environment (PGHOST, PGPORT,
@@ -51,6 +51,14 @@
  *   3. INSERT INTO peer_redis_trades (bot_id, created_at)
  *      VALUES ($1, clock_timestamp()) RETURNING trade_id: "executed".
  *   4. Release as for bids.
+ * rate (-w rate): a key k drawn uniformly from 1..keys, limited to 100 actions
+ * per second, as bench/rate_limit.pgbench limits it with bidguard_rate_limit.
+ *   1. EVALSHA of a GCRA script (redis-cell's algorithm, in Lua): the key
+ *      keeps its theoretical arrival time; emission interval 10 ms, burst
+ *      100; the server's TIME.  Refused: "limited", nothing else happens.
+ *   2. Admitted: INSERT INTO peer_redis_actions (key) VALUES ($1), the action
+ *      the limit protects (autocommit).  Unlike bidguard's, the unit is spent
+ *      even if the insert fails: Redis knows nothing of the transaction.
  *
  * The statements of steps 2 and 3 run by default as autocommit statements,
  * each its own transaction: the lock is what serialises them, and this is
@@ -124,17 +132,31 @@
 
 #define MARKETPLACE "bench"
 
+/* GCRA: KEYS[1], ARGV[1] = limit, ARGV[2] = period in ms; {1} admitted, {0} not */
+static const char gcra_script[] =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 "
+    "local limit = tonumber(ARGV[1]) local period = tonumber(ARGV[2]) "
+    "local interval = period / limit "
+    "local tat = tonumber(redis.call('GET', KEYS[1])) or now "
+    "if tat < now then tat = now end "
+    "local new_tat = tat + interval "
+    "if new_tat - period > now then return 0 end "
+    "redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(period)) "
+    "return 1";
+
 static const char release_script[] =
     "if redis.call(\"get\", KEYS[1]) == ARGV[1] then "
     "return redis.call(\"del\", KEYS[1]) else return 0 end";
 
 /* ---- options ---- */
-enum workload { W_BIDS, W_TRADES };
+enum workload { W_BIDS, W_TRADES, W_RATE };
 static enum workload opt_workload = W_BIDS;
 static int opt_clients = 1;
 static int opt_seconds = 10;
 static long opt_postings = 100;
 static long opt_bots = 10;
+static long opt_keys = 10;
 static const char *opt_redis = "127.0.0.1:6379";
 static const char *opt_log;
 static bool opt_tx;
@@ -154,6 +176,7 @@ typedef struct Client
     PGconn     *pg;
     redisContext *rd;
     char        sha[41];        /* SHA1 of the release script */
+    char        gcra_sha[41];   /* SHA1 of the GCRA script (-w rate) */
     uint64_t    rng[4];         /* xoshiro256** */
 
     uint64_t   *lat;            /* ns per completed operation */
@@ -317,11 +340,12 @@ pg_prepare(Client *c, const char *name, const char *sql, int nparams)
 static bool
 load_script(Client *c)
 {
-    redisReply *r = redisCommand(c->rd, "SCRIPT LOAD %s", release_script);
+    redisReply *r = redisCommand(c->rd, "SCRIPT LOAD %s",
+                                 opt_workload == W_RATE ? gcra_script : release_script);
     bool        ok = r && r->type == REDIS_REPLY_STRING && r->len == 40;
 
     if (ok)
-        memcpy(c->sha, r->str, 41);
+        memcpy(opt_workload == W_RATE ? c->gcra_sha : c->sha, r->str, 41);
     else
         snprintf(c->err, sizeof c->err, "SCRIPT LOAD: %s",
                  r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply") : c->rd->errstr);
@@ -342,6 +366,8 @@ client_setup(Client *c)
     if (opt_tx && (!pg_prepare(c, "begin", "BEGIN", 0) ||
                    !pg_prepare(c, "commit", "COMMIT", 0)))
         return false;
+    if (opt_workload == W_RATE)
+        return pg_prepare(c, "insert", "INSERT INTO peer_redis_actions (key) VALUES ($1)", 1);
     if (opt_workload == W_BIDS)
         return pg_prepare(c, "check",
                           opt_tx ?
@@ -495,6 +521,41 @@ fail:
     return O_FAILED;
 }
 
+/* -w rate: the GCRA decision in Redis, then the action in PostgreSQL */
+static enum outcome
+rate_operation(Client *c)
+{
+    char        key[64];
+    const char *params[1];
+    redisReply *r;
+    long long   admitted;
+    PGresult   *res;
+
+    snprintf(key, sizeof key, "rate:%ld", rng_range(c->rng, opt_keys));
+    r = redisCommand(c->rd, "EVALSHA %s 1 %s 100 1000", c->gcra_sha, key);
+    if (!r)
+    {
+        snprintf(c->err, sizeof c->err, "Redis: %s", c->rd->errstr);
+        return O_FATAL;
+    }
+    if (r->type != REDIS_REPLY_INTEGER)
+    {
+        snprintf(c->err, sizeof c->err, "EVALSHA: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        freeReplyObject(r);
+        return O_FAILED;
+    }
+    admitted = r->integer;
+    freeReplyObject(r);
+    if (!admitted)
+        return O_EXISTING;
+    params[0] = key;
+    if (!(res = pg_exec(c, "insert", 1, params)))
+        return PQstatus(c->pg) != CONNECTION_OK ? O_FATAL : O_FAILED;
+    PQclear(res);
+    return O_OK;
+}
+
 static enum outcome
 one_operation(Client *c)
 {
@@ -503,6 +564,8 @@ one_operation(Client *c)
     int         nparams, got, rel;
     enum outcome out;
 
+    if (opt_workload == W_RATE)
+        return rate_operation(c);
     if (opt_workload == W_BIDS)
     {
         snprintf(arg, sizeof arg, "p%ld", rng_range(c->rng, opt_postings));
@@ -612,7 +675,8 @@ check_tables(void)
         return false;
     }
     snprintf(sql, sizeof sql, "SELECT 1 FROM %s LIMIT 0",
-             opt_workload == W_BIDS ? "peer_redis_bids" : "peer_redis_trades, peer_redis_bots");
+             opt_workload == W_BIDS ? "peer_redis_bids" :
+             opt_workload == W_RATE ? "peer_redis_actions" : "peer_redis_trades, peer_redis_bots");
     r = PQexec(pg, sql);
     ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok)
@@ -638,7 +702,7 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: redis_peer -w bids|trades -c CLIENTS -T SECONDS [-D postings=N] [-D bots=N]\n"
+            "usage: redis_peer -w bids|trades|rate -c CLIENTS -T SECONDS [-D postings=N] [-D bots=N] [-D keys=N]\n"
             "                  [--redis HOST:PORT|SOCKET_PATH] [--log FILE] [--tx] [--ttl MS]\n"
             "PostgreSQL from libpq's environment (PGHOST, PGPORT, PGDATABASE, ...);\n"
             "Redis default 127.0.0.1:6379.  Defaults: -c 1 -T 10, postings=100, bots=10,\n"
@@ -690,9 +754,11 @@ main(int argc, char **argv)
                     opt_workload = W_BIDS;
                 else if (strcmp(optarg, "trades") == 0)
                     opt_workload = W_TRADES;
+                else if (strcmp(optarg, "rate") == 0)
+                    opt_workload = W_RATE;
                 else
                 {
-                    fprintf(stderr, "redis_peer: -w bids or -w trades, not %s\n", optarg);
+                    fprintf(stderr, "redis_peer: -w bids, trades or rate, not %s\n", optarg);
                     return 2;
                 }
                 break;
@@ -707,6 +773,8 @@ main(int argc, char **argv)
                     opt_postings = parse_long(optarg + 9, "postings", 1);
                 else if (strncmp(optarg, "bots=", 5) == 0)
                     opt_bots = parse_long(optarg + 5, "bots", 1);
+                else if (strncmp(optarg, "keys=", 5) == 0)
+                    opt_keys = parse_long(optarg + 5, "keys", 1);
                 else
                 {
                     fprintf(stderr, "redis_peer: unknown variable in -D %s (postings, bots)\n", optarg);
@@ -848,9 +916,15 @@ main(int argc, char **argv)
     sd = nall ? sqrt(fmax(0, sumsq / (double) nall - mean * mean)) : 0;
 
 #define PCT(p) (nall ? (double) all[(size_t) ceil((p) / 100.0 * (double) nall) - 1] / 1e6 : 0.0)
-    printf("transaction type: redis_peer %s (SET NX PX lock, check, insert, Lua compare-and-delete release)\n",
-           opt_workload == W_BIDS ? "bids" : "trades");
-    if (opt_workload == W_BIDS)
+    if (opt_workload == W_RATE)
+        printf("transaction type: redis_peer rate (GCRA in Lua, 100 per second per key; insert when admitted)\n"
+               "keys: %ld\n", opt_keys);
+    else
+        printf("transaction type: redis_peer %s (SET NX PX lock, check, insert, Lua compare-and-delete release)\n",
+               opt_workload == W_BIDS ? "bids" : "trades");
+    if (opt_workload == W_RATE)
+        ;
+    else if (opt_workload == W_BIDS)
         printf("postings: %ld\n", opt_postings);
     else
         printf("bots: %ld\n", opt_bots);
@@ -870,7 +944,12 @@ main(int argc, char **argv)
     printf("latency p99 = %.3f ms\n", PCT(99));
     printf("initial connection time = %.3f ms\n", ts_diff(&conn_start, &run_start) * 1000);
     printf("tps = %f (without initial connection time)\n", secs > 0 ? (double) done / secs : 0.0);
-    if (opt_workload == W_BIDS)
+    if (opt_workload == W_RATE)
+    {
+        printf("outcome admitted = %ld\n", ok);
+        printf("outcome limited = %ld\n", existing);
+    }
+    else if (opt_workload == W_BIDS)
     {
         printf("outcome created = %ld\n", ok);
         printf("outcome existing = %ld\n", existing);

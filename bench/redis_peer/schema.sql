@@ -61,3 +61,12 @@ CREATE INDEX peer_redis_trades_bot_eff
     ON peer_redis_trades (bot_id, (coalesce(filled_at, created_at)));
 
 ANALYZE peer_redis_bots;
+
+-- Rate limits (-w rate): the action a GCRA limit in Redis protects, one row
+-- per admitted call, as bench/rate_limit.pgbench writes one per admitted
+-- bidguard_rate_limit() call.
+CREATE TABLE peer_redis_actions (
+    action_id  bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);

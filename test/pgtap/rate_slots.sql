@@ -10,7 +10,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS bidguard;
 
-SELECT plan(62);
+SELECT plan(61);
 
 SELECT n.nspname AS bg_schema
   FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
@@ -160,9 +160,11 @@ RESET ROLE;
 --
 -- Counters (shared_preload_libraries = bidguard).
 --
-SELECT ok(rate_allowed > 0 AND rate_limited > 0 AND slots_acquired > 0 AND slots_busy > 0,
-          'bidguard_stats counts admitted and refused units, acquired and busy slots')
-  FROM bidguard_stats;
+SELECT CASE WHEN current_setting('shared_preload_libraries') ~ 'bidguard'
+            THEN ok((SELECT rate_allowed > 0 AND rate_limited > 0 AND slots_acquired > 0 AND slots_busy > 0
+                       FROM bidguard_stats),
+                    'bidguard_stats counts admitted and refused units, acquired and busy slots')
+            ELSE skip('bidguard is not preloaded: no counters', 1) END;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -116,8 +116,8 @@ $holder->query_safe(q{BEGIN;
 is($node->safe_psql('postgres', q{SELECT reason FROM bidguard_acquire_slot('exporter', 1, '20 ms')}),
 	'busy', 'a 20 ms wait for the held slot ends busy');
 is($node->safe_psql('postgres', q{
-	SELECT string_agg(allowed::text, ',') FROM generate_series(1, 3),
-	       LATERAL bidguard_rate_limit('exporter', 2, '1 hour')}),
+	SELECT string_agg(allowed::text, ',' ORDER BY g) FROM generate_series(1, 3) AS g,
+	       LATERAL bidguard_rate_limit('exporter', 2, '1 hour', g - g + 1)}),
 	'true,true,false', 'a rate limit of 2: two admitted, one refused');
 is($node->safe_psql('postgres', q{SELECT reason FROM bidguard_try_trade(2, '{}', '0')}),
 	'busy', 'a trade of bot 2 is busy while the holder trades');

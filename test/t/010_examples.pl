@@ -194,5 +194,28 @@ for my $client (@clients)
 	is($o, '', "$client: and prints nothing on stdout");
 }
 
+# The Node rate-limit example: 9 actions at 3 per second take two windows
+# of waiting (about 2 s), each refusal retried after retry_after, and no
+# window of a second held more than 3 (the actions' own times trail the
+# decisions' by the INSERT's microseconds: a window of 0.95 s is checked).
+{
+	my ($o, $e) = ('', '');
+	IPC::Run::run([ 'node', "$examples/node/rate_limit.js", '--calls', '9', '--max', '3',
+			'--per', '1 second', '--key', 'node:test' ],
+		'<', \undef, '>', \$o, '2>', \$e, IPC::Run::timeout(60));
+	is($? >> 8, 0, 'node rate_limit.js runs') or diag $e;
+	my ($calls, $refusals, $seconds) = $o =~ /"calls":(\d+),"refusals":(\d+),"seconds":([\d.]+)/;
+	is($calls, 9, 'node rate_limit.js made its 9 calls');
+	cmp_ok($refusals // 0, '>=', 2, "refused at least twice, retried after retry_after ($refusals)");
+	cmp_ok($seconds // 0, '>=', 1.9, "9 at 3 per second take two windows of waiting ($seconds s)");
+	cmp_ok($seconds // 99, '<', 6, 'and not much more: the retries slept retry_after, not longer');
+	is( $node->safe_psql(
+			'postgres', q{
+		SELECT count(*) FROM rate_limited_actions AS a
+		 WHERE (SELECT count(*) FROM rate_limited_actions AS o
+		         WHERE o.key = a.key AND o.at > a.at - interval '0.95 second' AND o.at <= a.at) > 3}),
+		'0', 'no second held more than 3 of its actions');
+}
+
 $node->stop;
 done_testing();

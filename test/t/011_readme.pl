@@ -137,7 +137,7 @@ for my $block (@sql)
 
 # The code quoted from the example clients is theirs, verbatim.
 my %files = (
-	python => [ glob("$src/examples/python/*.py") ],
+	python => [ glob("$src/examples/python/*.py"), glob("$src/examples/celery/*.py") ],
 	js => [ glob("$src/examples/node/*.js") ],
 	c => [ glob("$src/examples/c/*.c") ],);
 my %source = map {

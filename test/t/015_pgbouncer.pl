@@ -61,6 +61,7 @@ append_to_file(
 tx = $backend pool_mode=transaction
 st = $backend pool_mode=statement
 se = $backend pool_mode=session
+txg = $backend pool_mode=transaction connect_query='SET bidguard.pool_mode = transaction'
 
 [pgbouncer]
 listen_addr =
@@ -213,6 +214,36 @@ cmp_ok(scalar(grep { (split /\|/)[2] eq 'tx' } split /\n/, scalar bpsql('pgbounc
 	finish $a;
 	is(scalar bpsql('tx', q{SELECT bidguard_lock('pb', 'held', '0')}), 't',
 		'transaction pool: after its COMMIT it is free');
+}
+
+# Concurrency slots behind the transaction pool.  A transaction slot is
+# held for the transaction, whichever server connection; a session slot is
+# refused (55000) where the pool tells the server what it is, here with
+# PgBouncer's connect_query setting bidguard.pool_mode.
+{
+	my ($in, $aout, $aerr) = ('', '', '');
+	my $a = IPC::Run::start([ 'psql', '-X', '-At', '-h', $dir, '-p', $port, '-U', 'postgres', '-d', 'txg' ],
+		'<', \$in, '>', \$aout, '2>', \$aerr,
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	$in = "BEGIN;\nSELECT reason FROM bidguard_acquire_slot('pb-slot', 1);\n";
+	pump $a until $aout =~ /^acquired$/m;
+	is(scalar bpsql('txg', q{SELECT reason FROM bidguard_acquire_slot('pb-slot', 1, '20 ms')}), 'busy',
+		'transaction pool: the slot of another client\'s open transaction is busy');
+	$in .= "COMMIT;\n\\q\n";
+	finish $a;
+	is(scalar bpsql('txg', q{SELECT reason FROM bidguard_acquire_slot('pb-slot', 1)}), 'acquired',
+		'transaction pool: after its COMMIT the slot is free');
+	my ($rc, $out, $err) = bpsql('txg', q{SELECT * FROM bidguard_acquire_session_slot('pb-slot', 1)});
+	isnt($rc, 0, 'transaction pool with bidguard.pool_mode = transaction: a session slot is refused');
+	like($err, qr/session-scoped slots cannot be used behind a transaction pooler/,
+		'... with the error that says why');
+	($rc, $out, $err) = bpsql('txg', q{DO $$ BEGIN PERFORM bidguard_acquire_session_slot('pb-slot', 1);
+		EXCEPTION WHEN object_not_in_prerequisite_state THEN RAISE NOTICE 'sqlstate %', SQLSTATE; END $$});
+	like($err, qr/sqlstate 55000/, '... SQLSTATE 55000');
+	is(scalar bpsql('se', q{SELECT reason FROM bidguard_acquire_session_slot('pb-slot', 1)}), 'acquired',
+		'session pool: a session slot is had');
+	is(scalar bpsql('se', q{SELECT reason FROM bidguard_acquire_slot('pb-slot', 1)}), 'acquired',
+		'session pool: the next client finds the slot free: server_reset_query DISCARD ALL released it');
 }
 
 # Named prepared statements in transaction mode.
