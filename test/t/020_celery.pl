@@ -71,6 +71,14 @@ local $ENV{PGDATABASE} = 'postgres';
 local $ENV{C_FORCE_ROOT} = '1';    # the test runs as root in CI
 
 my @workers;
+# Whatever happens to the test, leave no worker or redis-server behind.
+END
+{
+	for my $h (grep { defined } @workers, $redis)
+	{
+		eval { $h->kill_kill(grace => 5) };
+	}
+}
 for my $i (1 .. 3)
 {
 	my $log = $PostgreSQL::Test::Utils::log_path . '/' . basename($0, '.pl') . "_worker$i.log";
@@ -93,8 +101,10 @@ cmp_ok($summary->{sent} // 0, '>', 100, 'more than 100 duplicate tasks were sent
 cmp_ok($summary->{executed} // 0, '>', 4, 'trades were executed');
 cmp_ok($summary->{cooldown} // 0, '>', 0, 'duplicates were turned away by the cooldown');
 
-$_->signal('TERM') for @workers;
-$_->finish for @workers;
+# TERM is Celery's warm shutdown (the pool's processes end with it); KILL
+# after 10 s if it hangs.
+$_->kill_kill(grace => 10) for @workers;
+@workers = ();
 
 check_trade_invariants($node, 'celery');
 is( $node->safe_psql(
@@ -119,7 +129,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM unit_log}),
 	$summary->{executed}, 'one unit per executed trade: refused and rolled-back ones gave theirs back');
 is(bidguard_locks_held($node), '0', 'no bidguard lock left');
 
-$redis->signal('TERM');
-$redis->finish;
+$redis->kill_kill(grace => 5);
+undef $redis;
 $node->stop;
 done_testing();
