@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * bidguard.c
- *	  Module entry point and what the other files share: argument checks,
- *	  the per-backend SPI plan cache, and the one-row result helper.
+ *	  What the other files share: argument checks, the per-backend SPI plan
+ *	  cache, and the one-row result helper.  (_PG_init is in module.c.)
  *
  * Plan cache
  * ----------
@@ -49,39 +49,8 @@
 
 #include "bidguard.h"
 
-PG_MODULE_MAGIC;
-
-void		_PG_init(void);
-
-/* bidguard.test_clock: a fixed "now" for trades, for tests; empty = the clock */
-static char *bidguard_test_clock = NULL;
-
-void
-_PG_init(void)
-{
-	DefineCustomStringVariable("bidguard.test_clock",
-							   "Fixed time bidguard uses instead of the server clock for trades.",
-							   "Meant for tests of cooldown boundaries: an empty string (the default) means the server clock.",
-							   &bidguard_test_clock,
-							   "",
-							   PGC_SUSET,
-							   0,
-							   NULL, NULL, NULL);
-	DefineCustomBoolVariable("bidguard.track_stats",
-							 "Counts what bidguard's guards do in bidguard_stats.",
-							 "Needs shared_preload_libraries = 'bidguard'; turning it off only skips the counting.",
-							 &bidguard_track_stats,
-							 true,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
-	bidguard_slots_init();
-	MarkGUCPrefixReserved("bidguard");
-
-	/* Shared-memory statistics only when preloaded; all else works anyway. */
-	if (process_shared_preload_libraries_in_progress)
-		bidguard_stats_init();
-}
+/* bidguard.test_clock (module.c): a fixed "now", for tests; empty = the clock */
+char	   *bidguard_test_clock = NULL;
 
 /*
  * bidguard_now

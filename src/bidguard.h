@@ -29,6 +29,7 @@
 #define BIDGUARD_H
 
 #include "fmgr.h"
+#include "utils/guc.h"
 #include "compat.h"
 #include "access/htup.h"
 #include "catalog/pg_type.h"
@@ -248,8 +249,18 @@ extern bool bidguard_try_lock(uint16 lockclass, uint64 key, int timeout_ms);
 extern void bidguard_lock_guard(uint64 key);
 extern void bidguard_lock_class(uint16 lockclass, uint64 key);
 
-/* slots.c */
-extern void bidguard_slots_init(void);
+/* slots.c: bidguard.pool_mode, which module.c defines */
+typedef enum BidguardPoolMode
+{
+	BIDGUARD_POOL_MODE_SESSION,
+	BIDGUARD_POOL_MODE_TRANSACTION,
+	BIDGUARD_POOL_MODE_STATEMENT
+} BidguardPoolMode;
+extern const struct config_enum_entry bidguard_pool_mode_options[];
+extern int	bidguard_pool_mode;
+
+/* bidguard.c: bidguard.test_clock, which module.c defines */
+extern char *bidguard_test_clock;
 struct LOCKTAG;
 extern bool bidguard_lock_within(const struct LOCKTAG *tag, int timeout_ms);
 

@@ -3,8 +3,8 @@
  * slots.c
  *	  Concurrency slots: at most max_slots holders of a key at once.  The SQL
  *	  functions bidguard_acquire_slot(), bidguard_acquire_session_slot(),
- *	  bidguard_release_slot() and bidguard_slot_holders(), and the GUC
- *	  bidguard.pool_mode.
+ *	  bidguard_release_slot() and bidguard_slot_holders(), and what the
+ *	  setting bidguard.pool_mode (module.c) allows.
  *
  * Locking protocol
  * ----------------
@@ -63,40 +63,15 @@
 /* The most slots one key may have. */
 #define BIDGUARD_MAX_SLOTS	10000
 
-/* bidguard.pool_mode: what sits between the clients and this server */
-typedef enum
-{
-	POOL_MODE_SESSION,
-	POOL_MODE_TRANSACTION,
-	POOL_MODE_STATEMENT
-} PoolMode;
-
-static const struct config_enum_entry pool_mode_options[] = {
-	{"session", POOL_MODE_SESSION, false},
-	{"transaction", POOL_MODE_TRANSACTION, false},
-	{"statement", POOL_MODE_STATEMENT, false},
+/* bidguard.pool_mode (defined by module.c): what sits between clients and this server */
+const struct config_enum_entry bidguard_pool_mode_options[] = {
+	{"session", BIDGUARD_POOL_MODE_SESSION, false},
+	{"transaction", BIDGUARD_POOL_MODE_TRANSACTION, false},
+	{"statement", BIDGUARD_POOL_MODE_STATEMENT, false},
 	{NULL, 0, false}
 };
 
-static int	bidguard_pool_mode = POOL_MODE_SESSION;
-
-/*
- * bidguard_slots_init
- *		Define bidguard.pool_mode; called by _PG_init.
- */
-void
-bidguard_slots_init(void)
-{
-	DefineCustomEnumVariable("bidguard.pool_mode",
-							 "How clients reach this server: directly or through a session pooler (session), or through a transaction or statement pooler.",
-							 "Session-scoped slots are refused unless it is session: behind a transaction pooler another client would inherit them.  Set it for the pooler's role or database, or with PgBouncer's connect_query.",
-							 &bidguard_pool_mode,
-							 POOL_MODE_SESSION,
-							 pool_mode_options,
-							 PGC_USERSET,
-							 0,
-							 NULL, NULL, NULL);
-}
+int			bidguard_pool_mode = BIDGUARD_POOL_MODE_SESSION;
 
 static void
 slot_tag(LOCKTAG *tag, text *key, int slot)
@@ -269,13 +244,13 @@ slot_call(FunctionCallInfo fcinfo, bool session)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("cannot acquire a bidguard slot during a parallel operation")));
-	if (session && bidguard_pool_mode != POOL_MODE_SESSION)
+	if (session && bidguard_pool_mode != BIDGUARD_POOL_MODE_SESSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("session-scoped slots cannot be used behind a %s pooler",
-						bidguard_pool_mode == POOL_MODE_TRANSACTION ? "transaction" : "statement"),
+						bidguard_pool_mode == BIDGUARD_POOL_MODE_TRANSACTION ? "transaction" : "statement"),
 				 errdetail("bidguard.pool_mode is \"%s\": the next client given this server session would hold the slot.",
-						   bidguard_pool_mode == POOL_MODE_TRANSACTION ? "transaction" : "statement"),
+						   bidguard_pool_mode == BIDGUARD_POOL_MODE_TRANSACTION ? "transaction" : "statement"),
 				 errhint("Use bidguard_acquire_slot(), which holds the slot until the end of the transaction.")));
 
 	n = slot_acquire(key, max_slots, wait_ms, session);

@@ -39,6 +39,23 @@
 #include "bidguard.h"
 #include "trades.h"
 
+
+/*
+ * trade_raise_unknown_bot
+ *		23503 for a bot that bidguard_bots does not have, as its foreign key
+ *		says it (with the constraint's name when the table is at hand).
+ *		Here, below trades.c, which raises it too.
+ */
+void
+trade_raise_unknown_bot(int64 bot_id, Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+			 errmsg("bot %lld is not registered", (long long) bot_id),
+			 errhint("Register it with bidguard_set_cooldown(bot_id, cooldown)."),
+			 rel ? errtableconstraint(rel, "bidguard_trades_bot_id_fkey") : 0));
+}
+
 /* bidguard_trades' columns, in the order of the values below */
 enum
 {

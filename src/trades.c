@@ -82,16 +82,6 @@
 /* (trades.h) */
 TradeAdmission trade_admission = {false, 0, 0};
 
-void
-trade_raise_unknown_bot(int64 bot_id, Relation rel)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-			 errmsg("bot %lld is not registered", (long long) bot_id),
-			 errhint("Register it with bidguard_set_cooldown(bot_id, cooldown)."),
-			 rel ? errtableconstraint(rel, "bidguard_trades_bot_id_fkey") : 0));
-}
-
 /*
  * What trade_decide reads directly: bidguard_bots through its primary key,
  * and the counting trades of a bot through bidguard_trades_cooldown_idx
