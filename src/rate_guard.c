@@ -25,7 +25,8 @@
  * key's RATE lock (class 25093) to the end of the transaction, then the
  * window; a refused row is 23P01 (constraint bidguard_rate_limit_guard),
  * with retry_after in the DETAIL.  NULL keys are not limited, as UNIQUE
- * does not guard NULLs.  Guarding and unguarding lock the table in
+ * does not guard NULLs.  Rows being restored (restore.c) take no units.
+ * Guarding and unguarding lock the table in
  * ShareRowExclusiveLock (CREATE TRIGGER's), owner only (42501).
  *
  * src/rate_guard.c
@@ -91,6 +92,15 @@ bidguard_rate_limit_guard_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		return PointerGetDatum(trigdata->tg_newtuple);
 	tuple = trigdata->tg_trigtuple;
+
+	/*
+	 * A row pg_restore loads (restore.c's rule: a COPY of every column by
+	 * the table's owner) was admitted when it was first written, and its
+	 * unit comes back with bidguard_rate_events: judged again, it would
+	 * count twice, and a busy hour's rows would be refused.
+	 */
+	if (bidguard_restoring(rel))
+		return PointerGetDatum(tuple);
 
 	value = heap_getattr(tuple, tg->tgattr[0], RelationGetDescr(rel), &isnull);
 	if (isnull)

@@ -63,7 +63,11 @@ our $FINGERPRINT_SQL = q{
 	    || ', ' || (SELECT count(*) FROM bidguard_bots) || ' bots '
 	    || (SELECT md5(coalesce(string_agg(o::text, E'\n' ORDER BY o.bot_id), '')) FROM bidguard_bots AS o)
 	    || ', ' || (SELECT count(*) FROM bidguard_trades) || ' trades '
-	    || (SELECT md5(coalesce(string_agg(t::text, E'\n' ORDER BY t.trade_id), '')) FROM bidguard_trades AS t)};
+	    || (SELECT md5(coalesce(string_agg(t::text, E'\n' ORDER BY t.trade_id), '')) FROM bidguard_trades AS t)
+	    || ', ' || (SELECT count(*) FROM bidguard_rate_limits) || ' rate limits '
+	    || (SELECT md5(coalesce(string_agg(l::text, E'\n' ORDER BY l.key_prefix), '')) FROM bidguard_rate_limits AS l)
+	    || ', ' || (SELECT count(*) FROM bidguard_rate_events) || ' rate units '
+	    || (SELECT md5(coalesce(string_agg(u::text, E'\n' ORDER BY u::text), '')) FROM bidguard_rate_events AS u)};
 
 # A started node with bidguard preloaded and created in database "postgres".
 # Parameters: init (a hash for $node->init), conf (more postgresql.conf),
@@ -545,6 +549,9 @@ CREATE TABLE app_orders (
 );
 SELECT bidguard_guard_cooldown('app_orders', 'account', 'placed_at', '1 hour');
 SELECT bidguard_guard_unique_active('app_orders', '{account}', 'status', '{open}');
+SELECT bidguard_guard_rate_limit('app_orders', 'account', 100, '1 hour');
+INSERT INTO bidguard_rate_limits (key_prefix, max_count, per) VALUES ('api:', 5, '1 day');
+SELECT bidguard_rate_limit('api:copy-' || n) FROM generate_series(1, 3) AS n;
 INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-1', now(), 'open');
 INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-2', now() - interval '2 hours', 'done');
 INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-4', now() - interval '3 hours', 'open');
