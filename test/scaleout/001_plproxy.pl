@@ -58,7 +58,8 @@ sub on_shard_of
 # not proxied are triggers, the C functions the views sit on,
 # bidguard_duplicate_active / bidguard_cooldown_violations (table audits: run
 # them on a shard, or RUN ON ALL with a function of your own), and
-# bidguard_create_bids (a batch spans shards; README, With PL/Proxy).
+# bidguard_create_bids (a batch spans shards; README, With PL/Proxy), and
+# the rate-limit guard and its pruning (run them on each shard).
 my $functions_sql = q{
 	SELECT p.oid::regprocedure::text || ' ' || pg_get_function_arguments(p.oid)
 	       || ' -> ' || pg_get_function_result(p.oid)
@@ -73,12 +74,15 @@ bidguard_cooldown_violations(regclass,name,name,interval,name)
 bidguard_create_bids(text,text[],jsonb[])
 bidguard_duplicate_active(regclass,name[],name,text[])
 bidguard_guard_cooldown(regclass,name,name,interval,name)
+bidguard_guard_rate_limit(regclass,name,integer,interval,text)
 bidguard_guard_unique_active(regclass,name[],name,text[])
 bidguard_lock_wait_histogram()
+bidguard_prune_rate_events()
 bidguard_shard_configure(integer,integer[])
 bidguard_stats()
 bidguard_stats_reset()
 bidguard_unguard_cooldown(regclass)
+bidguard_unguard_rate_limit(regclass)
 };
 is_deeply([ map { (split / /)[0] } @missing ], \@expected_missing,
 	'the proxy has every bidguard function with the same arguments and result, but for the documented ones');
@@ -147,6 +151,29 @@ like(error_of($proxy, q{SELECT * FROM bidguard_set_bid_status(1, 'won')}), qr/ER
 like(error_of($proxy, q{SELECT bidguard_lock('ns', 'k')}),
 	qr/ERROR:  0A000: bidguard_lock cannot be used through PL\/Proxy\nDETAIL:  Each proxied call commits/,
 	'bidguard_lock is refused on the proxy, with the reason');
+
+like(error_of($proxy, q{SELECT * FROM bidguard_acquire_slot('job', 1)}),
+	qr/ERROR:  0A000: bidguard_acquire_slot cannot be used through PL\/Proxy/,
+	'bidguard_acquire_slot is refused on the proxy');
+like(error_of($proxy, q{SELECT * FROM bidguard_acquire_session_slot('job', 1)}),
+	qr/ERROR:  0A000: bidguard_acquire_session_slot cannot be used through PL\/Proxy/,
+	'bidguard_acquire_session_slot is refused on the proxy');
+
+# Rate limits through the proxy: every call of a key reaches the key's shard,
+# whose window decides; the other shard never sees the key.
+is($proxy->safe_psql('postgres', q{
+	SELECT string_agg(allowed::text, ',' ORDER BY n)
+	  FROM generate_series(1, 3) AS n, LATERAL bidguard_rate_limit('proxy:k', 2, '1 hour', n - n + 1)}),
+	'true,true,false', 'a rate limit through the proxy: two admitted, the third refused');
+{
+	my $home = $proxy->safe_psql('postgres', q{SELECT bidguard_shard_key('proxy:k') & 1});
+	is($shards[$home]->safe_psql('postgres', q{SELECT count(*) FROM bidguard_rate_events WHERE key = 'proxy:k'}),
+		'2', "the two units are on the key's shard (partition $home)");
+	is($shards[1 - $home]->safe_psql('postgres', q{SELECT count(*) FROM bidguard_rate_events WHERE key = 'proxy:k'}),
+		'0', 'and none on the other shard');
+}
+like(error_of($proxy, q{SELECT * FROM bidguard_rate_limit(NULL, 1, '1 hour')}), qr/ERROR:  22004: /,
+	'NULL rate key: 22004 through the proxy');
 
 # ---------------------------------------------------------------- the fence
 my $wrong_posting = $proxy->safe_psql('postgres',
