@@ -312,14 +312,17 @@ RETURNS TABLE (partitions integer[], bids_created bigint, bids_deduplicated bigi
                bids_withdrawn bigint, transitions_rejected bigint, trades_executed bigint,
                trades_rejected_cooldown bigint, trades_rejected_busy bigint,
                lock_acquired bigint, lock_waited bigint, lock_wait_total_ms double precision,
-               lock_wait_max_ms double precision, lock_timeouts bigint, stats_reset timestamptz)
+               lock_wait_max_ms double precision, lock_timeouts bigint,
+               rate_allowed bigint, rate_limited bigint, slots_acquired bigint,
+               slots_busy bigint, slot_waits bigint, stats_reset timestamptz)
 LANGUAGE plproxy AS $$
     CLUSTER 'bidguard';
     RUN ON ALL;
     SELECT i.partitions, s.bids_created, s.bids_deduplicated, s.bids_withdrawn,
            s.transitions_rejected, s.trades_executed, s.trades_rejected_cooldown,
            s.trades_rejected_busy, s.lock_acquired, s.lock_waited, s.lock_wait_total_ms,
-           s.lock_wait_max_ms, s.lock_timeouts, s.stats_reset
+           s.lock_wait_max_ms, s.lock_timeouts, s.rate_allowed, s.rate_limited,
+           s.slots_acquired, s.slots_busy, s.slot_waits, s.stats_reset
       FROM bidguard_stats AS s, bidguard_shard_info AS i;
 $$;
 
@@ -339,6 +342,11 @@ SELECT pg_catalog.sum(bids_created)::bigint AS bids_created,
        pg_catalog.sum(lock_wait_total_ms) AS lock_wait_total_ms,
        pg_catalog.max(lock_wait_max_ms) AS lock_wait_max_ms,
        pg_catalog.sum(lock_timeouts)::bigint AS lock_timeouts,
+       pg_catalog.sum(rate_allowed)::bigint AS rate_allowed,
+       pg_catalog.sum(rate_limited)::bigint AS rate_limited,
+       pg_catalog.sum(slots_acquired)::bigint AS slots_acquired,
+       pg_catalog.sum(slots_busy)::bigint AS slots_busy,
+       pg_catalog.sum(slot_waits)::bigint AS slot_waits,
        pg_catalog.min(stats_reset) AS stats_reset
   FROM @extschema@.bidguard_shard_rows_stats();
 

@@ -270,6 +270,15 @@ is($proxy->safe_psql('postgres', q{SELECT string_agg(partitions::text, ' ' ORDER
 is( $proxy->safe_psql('postgres', 'SELECT bids_created, trades_executed FROM bidguard_stats'),
 	join('|', map { my $c = $_; my $s = 0; $s += $shards[$_]->safe_psql('postgres', "SELECT $c FROM bidguard_stats") for 0, 1; $s } qw(bids_created trades_executed)),
 	'bidguard_stats on the proxy: the sum of the shards');
+is( $proxy->safe_psql('postgres', 'SELECT rate_allowed, rate_limited FROM bidguard_stats'),
+	join('|', map { my $c = $_; my $s = 0; $s += $shards[$_]->safe_psql('postgres', "SELECT $c FROM bidguard_stats") for 0, 1; $s } qw(rate_allowed rate_limited)),
+	'rate-limit counters on the proxy: the sum of the shards');
+{
+	my $cols = q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+	              WHERE attrelid = 'bidguard_stats'::regclass AND attnum > 0};
+	is($proxy->safe_psql('postgres', $cols), $shards[0]->safe_psql('postgres', $cols),
+		'the proxy\'s bidguard_stats has the columns of a shard\'s, in order (the Prometheus kit reads them)');
+}
 cmp_ok($proxy->safe_psql('postgres', 'SELECT bids_created FROM bidguard_stats'), '>=', 100, '... which counted the bids');
 
 # ---------------------------------------------------------------- the race
