@@ -502,6 +502,28 @@ LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.bidguard_slot_holders(text, integer) IS
     'who holds or awaits each of the max_slots slots of key now (from pg_locks)';
 
+CREATE FUNCTION @extschema@.bidguard_slot_guard_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'bidguard_slot_guard_trigger'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.bidguard_guard_slots(tbl pg_catalog.regclass, key_column name,
+    max_slots integer, wait interval DEFAULT '0', key_prefix text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'bidguard_guard_slots'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_guard_slots(pg_catalog.regclass, name, integer, interval, text) IS
+    'lets at most max_slots transactions at once insert rows of the same key_column value into tbl (55P03 after wait); returns the key prefix';
+
+CREATE FUNCTION @extschema@.bidguard_unguard_slots(tbl pg_catalog.regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'bidguard_unguard_slots'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.bidguard_unguard_slots(pg_catalog.regclass) IS
+    'removes the slot guard of tbl';
+
 
 --
 -- Guards on the application's own tables (src/guard_admin.c, src/guard_trigger.c).  A guard is an
@@ -741,10 +763,23 @@ SELECT 'rate_limit',
   FROM pg_catalog.pg_trigger AS t
   JOIN pg_catalog.pg_attribute AS k
     ON k.attrelid OPERATOR(pg_catalog.=) t.tgrelid AND k.attnum OPERATOR(pg_catalog.=) t.tgattr[0]
- WHERE t.tgfoid OPERATOR(pg_catalog.=) '@extschema@.bidguard_rate_limit_guard_trigger()'::pg_catalog.regprocedure;
+ WHERE t.tgfoid OPERATOR(pg_catalog.=) '@extschema@.bidguard_rate_limit_guard_trigger()'::pg_catalog.regprocedure
+UNION ALL
+SELECT 'slots',
+       t.tgrelid::pg_catalog.regclass,
+       ARRAY[k.attname],
+       NULL, NULL, NULL, NULL, NULL,
+       t.tgname,
+       pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\000', 1)::pg_catalog.int4,
+       NULL,
+       pg_catalog.split_part(pg_catalog.encode(t.tgargs, 'escape'), '\000', 3)
+  FROM pg_catalog.pg_trigger AS t
+  JOIN pg_catalog.pg_attribute AS k
+    ON k.attrelid OPERATOR(pg_catalog.=) t.tgrelid AND k.attnum OPERATOR(pg_catalog.=) t.tgattr[0]
+ WHERE t.tgfoid OPERATOR(pg_catalog.=) '@extschema@.bidguard_slot_guard_trigger()'::pg_catalog.regprocedure;
 
 COMMENT ON VIEW @extschema@.bidguard_guards IS
-    'the guards on application tables: kind cooldown (a trigger, and the index serving it), unique_active (a partial unique index) or rate_limit (a trigger; max_count and per NULL: the configured limit of key_prefix)';
+    'the guards on application tables: kind cooldown (a trigger, and the index serving it), unique_active (a partial unique index), rate_limit (a trigger; max_count and per NULL: the configured limit of key_prefix) or slots (a trigger; max_count: the slots)';
 
 GRANT SELECT ON @extschema@.bidguard_guards TO PUBLIC;
 

@@ -258,6 +258,9 @@ typedef enum BidguardPoolMode
 } BidguardPoolMode;
 extern const struct config_enum_entry bidguard_pool_mode_options[];
 extern int	bidguard_pool_mode;
+extern int	bidguard_slot_acquire(text *key, int max_slots, int wait_ms, bool session);
+extern int	bidguard_slot_held(text *key, int max_slots);
+#define BIDGUARD_MAX_SLOTS	10000
 
 /* bidguard.c: bidguard.test_clock, which module.c defines */
 extern char *bidguard_test_clock;

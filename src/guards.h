@@ -22,6 +22,7 @@
 #define GUARD_INDEX_MARK	"bidguard_guard_cooldown"
 #define UNIQUE_INDEX_MARK	"bidguard_guard_unique_active"
 #define RATE_TRIGGER_NAME	"bidguard_rate_limit_guard"
+#define SLOT_TRIGGER_NAME	"bidguard_slot_guard"
 
 /* guard_common.c: SQL on an application's table, run as its owner */
 typedef struct GuardAsOwner

@@ -60,9 +60,6 @@
 
 #include "bidguard.h"
 
-/* The most slots one key may have. */
-#define BIDGUARD_MAX_SLOTS	10000
-
 /* bidguard.pool_mode (defined by module.c): what sits between clients and this server */
 const struct config_enum_entry bidguard_pool_mode_options[] = {
 	{"session", BIDGUARD_POOL_MODE_SESSION, false},
@@ -125,13 +122,13 @@ slot_try_all(text *key, int max_slots, bool session, bool *held, int *nheld)
 }
 
 /*
- * slot_acquire
+ * bidguard_slot_acquire
  *		Take one of max_slots slots of key, waiting at most wait_ms (0: not
  *		at all; -1: as lock_timeout allows, forever when it is 0).  The slot's
  *		number, or 0 when none was had in time.
  */
-static int
-slot_acquire(text *key, int max_slots, int wait_ms, bool session)
+int
+bidguard_slot_acquire(text *key, int max_slots, int wait_ms, bool session)
 {
 	bool	   *held = palloc0(sizeof(bool) * max_slots);
 	int			nheld;
@@ -222,6 +219,24 @@ slot_acquire(text *key, int max_slots, int wait_ms, bool session)
 	return n;
 }
 
+/*
+ * bidguard_slot_held
+ *		The number of a slot of key this backend holds (in any way), or 0.
+ */
+int
+bidguard_slot_held(text *key, int max_slots)
+{
+	for (int n = 1; n <= max_slots; n++)
+	{
+		LOCKTAG		tag;
+
+		slot_tag(&tag, key, n);
+		if (bidguard_lock_held_by_me(&tag, ExclusiveLock))
+			return n;
+	}
+	return 0;
+}
+
 static Datum
 slot_call(FunctionCallInfo fcinfo, bool session)
 {
@@ -253,7 +268,7 @@ slot_call(FunctionCallInfo fcinfo, bool session)
 						   bidguard_pool_mode == BIDGUARD_POOL_MODE_TRANSACTION ? "transaction" : "statement"),
 				 errhint("Use bidguard_acquire_slot(), which holds the slot until the end of the transaction.")));
 
-	n = slot_acquire(key, max_slots, wait_ms, session);
+	n = bidguard_slot_acquire(key, max_slots, wait_ms, session);
 	bidguard_count(n != 0 ? BG_STAT_SLOTS_ACQUIRED : BG_STAT_SLOTS_BUSY);
 	values[0] = BoolGetDatum(n != 0);
 	values[1] = Int32GetDatum(n);

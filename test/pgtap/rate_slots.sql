@@ -10,7 +10,7 @@ SET LOCAL client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS bidguard;
 
-SELECT plan(61);
+SELECT plan(65);
 
 SELECT n.nspname AS bg_schema
   FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
@@ -128,6 +128,15 @@ SELECT throws_ok($$INSERT INTO tap_orders (customer) VALUES ('c1')$$, '23P01', N
                  'a plain INSERT past the limit: 23P01');
 SELECT throws_ok($$SELECT bidguard_unguard_rate_limit('bidguard_bids')$$, '42704', NULL,
                  'unguarding a table without the guard: 42704');
+SELECT has_function('bidguard_guard_slots', ARRAY['regclass', 'name', 'integer', 'interval', 'text']);
+CREATE TABLE tap_jobs (id int GENERATED ALWAYS AS IDENTITY, customer text);
+SELECT is(bidguard_guard_slots('tap_jobs', 'customer', 2), 'public.tap_jobs:',
+          'the slot guard returns its key prefix too');
+INSERT INTO tap_jobs (customer) VALUES ('c2'), ('c2'), ('c2');
+SELECT results_eq($$SELECT count(*)::int FROM bidguard_slot_holders('public.tap_jobs:c2', 2) WHERE pid = pg_backend_pid()$$,
+                  $$VALUES (1)$$, 'three rows of one key in one transaction: one slot');
+SELECT throws_ok($$SELECT bidguard_guard_slots('tap_jobs', 'customer', 10001)$$, '22023', NULL,
+                 'slot guard with max_slots above 10000: 22023');
 
 --
 -- Privileges.

@@ -59,7 +59,7 @@ sub on_shard_of
 # bidguard_duplicate_active / bidguard_cooldown_violations (table audits: run
 # them on a shard, or RUN ON ALL with a function of your own), and
 # bidguard_create_bids (a batch spans shards; README, With PL/Proxy), and
-# the rate-limit guard and its pruning (run them on each shard).
+# the rate-limit and slot guards and the pruning (run them on each shard).
 my $functions_sql = q{
 	SELECT p.oid::regprocedure::text || ' ' || pg_get_function_arguments(p.oid)
 	       || ' -> ' || pg_get_function_result(p.oid)
@@ -75,6 +75,7 @@ bidguard_create_bids(text,text[],jsonb[])
 bidguard_duplicate_active(regclass,name[],name,text[])
 bidguard_guard_cooldown(regclass,name,name,interval,name)
 bidguard_guard_rate_limit(regclass,name,integer,interval,text)
+bidguard_guard_slots(regclass,name,integer,interval,text)
 bidguard_guard_unique_active(regclass,name[],name,text[])
 bidguard_lock_wait_histogram()
 bidguard_prune_rate_events()
@@ -83,6 +84,7 @@ bidguard_stats()
 bidguard_stats_reset()
 bidguard_unguard_cooldown(regclass)
 bidguard_unguard_rate_limit(regclass)
+bidguard_unguard_slots(regclass)
 };
 is_deeply([ map { (split / /)[0] } @missing ], \@expected_missing,
 	'the proxy has every bidguard function with the same arguments and result, but for the documented ones');

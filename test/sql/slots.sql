@@ -70,3 +70,40 @@ SELECT * FROM bidguard_slot_holders('k', 0);
 \set VERBOSITY default
 -- the largest number of slots works
 SELECT acquired FROM bidguard_acquire_slot('sl:big', 10000);
+
+--
+-- The slot guard on plain INSERTs: bidguard_guard_slots.
+--
+CREATE TABLE sl_jobs (job_id int GENERATED ALWAYS AS IDENTITY, customer text, note text);
+SELECT bidguard_guard_slots('sl_jobs', 'customer', 1) AS key_prefix;
+-- one transaction, many rows of a key: one slot for them all
+BEGIN;
+INSERT INTO sl_jobs (customer) VALUES ('alice'), ('alice'), ('bob');
+SELECT count(*) AS held_slots FROM bidguard_locks WHERE kind = 'slot';
+SELECT slot, pid = pg_backend_pid() AS mine FROM bidguard_slot_holders('public.sl_jobs:alice', 1);
+-- the slots are shared with bidguard_acquire_slot callers of the same key
+SELECT acquired, reason FROM bidguard_acquire_slot('public.sl_jobs:bob', 1);
+COMMIT;
+SELECT count(*) AS after_commit FROM bidguard_locks WHERE kind = 'slot';
+-- NULL keys take no slot; UPDATEs neither
+BEGIN;
+INSERT INTO sl_jobs (customer) VALUES (NULL);
+UPDATE sl_jobs SET note = 'x';
+SELECT count(*) AS no_slots FROM bidguard_locks WHERE kind = 'slot';
+COMMIT;
+SELECT kind, table_name, key_columns, max_count, key_prefix FROM bidguard_guards WHERE kind = 'slots';
+-- errors of guarding
+\set VERBOSITY sqlstate
+SELECT bidguard_guard_slots('sl_jobs', 'customer', 0);
+SELECT bidguard_guard_slots('sl_jobs', 'customer', NULL);
+SELECT bidguard_guard_slots('sl_jobs', 'customer', 1, '-1 second');
+SELECT bidguard_guard_slots('sl_jobs', 'nope', 1);
+\set VERBOSITY default
+-- a trigger made by hand with the function is refused at its first row
+CREATE TABLE sl_hand (k text);
+CREATE TRIGGER t BEFORE INSERT ON sl_hand FOR EACH ROW EXECUTE FUNCTION bidguard_slot_guard_trigger();
+INSERT INTO sl_hand VALUES ('x');
+DROP TABLE sl_hand;
+SELECT bidguard_unguard_slots('sl_jobs');
+SELECT bidguard_unguard_slots('sl_jobs');
+DROP TABLE sl_jobs;

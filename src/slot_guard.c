@@ -1,0 +1,241 @@
+/*-------------------------------------------------------------------------
+ *
+ * slot_guard.c
+ *	  The concurrency guard on an application's table: at most max_slots
+ *	  transactions at once insert rows of the same key.  The trigger
+ *	  bidguard_slot_guard_trigger() and the SQL functions
+ *	  bidguard_guard_slots() and bidguard_unguard_slots().
+ *
+ * The guard is an ordinary trigger, as the other guards are:
+ *     bidguard_slot_guard BEFORE INSERT OR UPDATE OF key
+ *     FOR EACH ROW EXECUTE FUNCTION
+ *         bidguard_slot_guard_trigger('<max_slots>', '<wait>', '<prefix>')
+ * The key column is the trigger's UPDATE OF column, so the guard follows
+ * renames and the column cannot be dropped under it; UPDATEs take no slot.
+ * A row's slot key is the prefix (by default the table's name when guarded)
+ * followed by the key column's text, so bidguard_acquire_slot() callers of
+ * the same key share the slots.
+ *
+ * Locking protocol
+ * ----------------
+ * An INSERT of a row with a non-NULL key takes one slot of its key (slots.c:
+ * lock class SLOT, to the end of the transaction) unless the transaction
+ * holds one already: a transaction inserting many rows of a key holds one
+ * slot for them all.  Waiting is slots.c's, within the guard's wait; when no
+ * slot is had in time the row is 55P03 (lock_not_available), as for a
+ * lock_timeout.  NULL keys are not guarded; restored rows (restore.c) take
+ * no slot.  Guarding and unguarding lock the table in
+ * ShareRowExclusiveLock (CREATE TRIGGER's), owner only (42501).
+ *
+ * src/slot_guard.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "bidguard.h"
+#include "guards.h"
+
+static pg_noreturn void
+slot_guard_misuse(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("function \"bidguard_slot_guard_trigger\" must be attached by bidguard_guard_slots()"),
+			 errdetail("It fires BEFORE INSERT OR UPDATE OF key FOR EACH ROW, with max_slots, wait and the key prefix as its arguments.")));
+}
+
+/*
+ * bidguard_slot_guard_trigger()
+ *
+ * The trigger bidguard_guard_slots() puts on a table.  55P03 when every slot
+ * of the row's key stayed held by other transactions for the guard's wait.
+ */
+PG_FUNCTION_INFO_V1(bidguard_slot_guard_trigger);
+Datum
+bidguard_slot_guard_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *tg;
+	Relation	rel;
+	HeapTuple	tuple;
+	bool		isnull;
+	Datum		value;
+	Oid			output;
+	bool		varlena;
+	text	   *key;
+	int32		max_slots;
+	Interval   *wait;
+
+	if (!bidguard_fired_before_row_ins_upd(fcinfo))
+		slot_guard_misuse();
+	tg = trigdata->tg_trigger;
+	rel = trigdata->tg_relation;
+	if (tg->tgnargs != 3 || tg->tgnattr != 1)
+		slot_guard_misuse();
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_newtuple);
+	tuple = trigdata->tg_trigtuple;
+	if (bidguard_restoring(rel))
+		return PointerGetDatum(tuple);
+
+	value = heap_getattr(tuple, tg->tgattr[0], RelationGetDescr(rel), &isnull);
+	if (isnull)
+		return PointerGetDatum(tuple);
+	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), tg->tgattr[0] - 1)->atttypid,
+					  &output, &varlena);
+	key = cstring_to_text(psprintf("%s%s", tg->tgargs[2],
+								   OidOutputFunctionCall(output, value)));
+	max_slots = pg_strtoint32(tg->tgargs[0]);
+	if (max_slots < 1 || max_slots > BIDGUARD_MAX_SLOTS)
+		slot_guard_misuse();
+	if (bidguard_slot_held(key, max_slots) != 0)
+		return PointerGetDatum(tuple);
+	wait = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+												 CStringGetDatum(tg->tgargs[1]),
+												 ObjectIdGetDatum(InvalidOid),
+												 Int32GetDatum(-1)));
+	if (bidguard_slot_acquire(key, max_slots, bidguard_arg_wait_ms(wait), false) == 0)
+	{
+		bidguard_count(BG_STAT_SLOTS_BUSY);
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("no slot of key \"%s\" is free: other transactions hold them",
+						text_to_cstring(key)),
+				 errdetail("Table \"%s\" lets %d transaction(s) at once insert rows of one key; none of the slots was freed within %s.",
+						   RelationGetRelationName(rel), max_slots, bidguard_interval_text(wait)),
+				 errhint("Retry the transaction later.")));
+	}
+	bidguard_count(BG_STAT_SLOTS_ACQUIRED);
+	return PointerGetDatum(tuple);
+}
+
+/*
+ * bidguard_guard_slots(tbl regclass, key_column name, max_slots integer,
+ *						wait interval DEFAULT '0', key_prefix text DEFAULT NULL)
+ * RETURNS text
+ *
+ * Guards tbl (replacing its slot guard, if any) and returns the key prefix
+ * (NULL: the table's qualified name and ':').  22004 for NULL arguments
+ * other than key_prefix, 22023 for max_slots outside 1..10000 or a negative
+ * or infinite wait; owner only (42501); 42710 for a trigger of the guard's
+ * name that is not bidguard's.
+ */
+PG_FUNCTION_INFO_V1(bidguard_guard_slots);
+Datum
+bidguard_guard_slots(PG_FUNCTION_ARGS)
+{
+	Oid			nspid = bidguard_schema(fcinfo);
+	Oid			relid;
+	Name		key_column;
+	int32		max_slots;
+	Interval   *wait;
+	Relation	rel;
+	char	   *prefix;
+	char	   *qrel;
+	Oid			owner;
+	GuardAsOwner save;
+
+	bidguard_arg_not_null(fcinfo, 0, "tbl");
+	bidguard_arg_not_null(fcinfo, 1, "key_column");
+	bidguard_arg_not_null(fcinfo, 2, "max_slots");
+	bidguard_arg_not_null(fcinfo, 3, "wait");
+	relid = PG_GETARG_OID(0);
+	key_column = PG_GETARG_NAME(1);
+	max_slots = PG_GETARG_INT32(2);
+	wait = PG_GETARG_INTERVAL_P(3);
+	if (max_slots < 1 || max_slots > BIDGUARD_MAX_SLOTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_slots must be between 1 and %d", BIDGUARD_MAX_SLOTS),
+				 errdetail("The max_slots given is %d.", max_slots)));
+	(void) bidguard_arg_wait_ms(wait);
+	bidguard_check_writable("bidguard_guard_slots()");
+
+	rel = guard_open_table(relid, ShareRowExclusiveLock, "guard");
+	guard_check_not_ours(rel, nspid);
+	(void) guard_column(rel, key_column, "key_column");
+	qrel = guard_qualified_name(rel);
+	prefix = PG_ARGISNULL(4) ? psprintf("%s:", qrel) :
+		text_to_cstring(bidguard_check_id(PG_GETARG_TEXT_PP(4), "key_prefix"));
+	owner = rel->rd_rel->relowner;
+	table_close(rel, NoLock);
+
+	guard_as_owner_begin(owner, &save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	switch (guard_trigger_exists(relid, nspid, SLOT_TRIGGER_NAME, "bidguard_slot_guard_trigger"))
+	{
+		case 1:
+			guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(SLOT_TRIGGER_NAME), qrel),
+					   SPI_OK_UTILITY);
+			break;
+		case -1:
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("table \"%s\" has a trigger named \"%s\" that is not bidguard's",
+							get_rel_name(relid), SLOT_TRIGGER_NAME),
+					 errhint("Rename or drop that trigger first.")));
+			break;
+	}
+	guard_exec(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OF %s ON %s"
+						" FOR EACH ROW EXECUTE FUNCTION %s.bidguard_slot_guard_trigger(%s, %s, %s)",
+						quote_identifier(SLOT_TRIGGER_NAME),
+						quote_identifier(NameStr(*key_column)), qrel,
+						quote_identifier(get_namespace_name(nspid)),
+						quote_literal_cstr(psprintf("%d", max_slots)),
+						quote_literal_cstr(bidguard_interval_text(wait)),
+						quote_literal_cstr(prefix)),
+			   SPI_OK_UTILITY);
+	SPI_finish();
+	guard_as_owner_end(&save);
+	PG_RETURN_TEXT_P(cstring_to_text(prefix));
+}
+
+/*
+ * bidguard_unguard_slots(tbl regclass) RETURNS void
+ *
+ * Drops the slot guard; 42704 when the table has none.  Owner only.
+ */
+PG_FUNCTION_INFO_V1(bidguard_unguard_slots);
+Datum
+bidguard_unguard_slots(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	char	   *qrel;
+	char	   *relname;
+	Oid			owner;
+	GuardAsOwner save;
+
+	bidguard_check_writable("bidguard_unguard_slots()");
+	rel = guard_open_table(relid, ShareRowExclusiveLock, "unguard");
+	qrel = guard_qualified_name(rel);
+	relname = pstrdup(RelationGetRelationName(rel));
+	owner = rel->rd_rel->relowner;
+	table_close(rel, NoLock);
+
+	guard_as_owner_begin(owner, &save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (guard_trigger_exists(relid, bidguard_schema(fcinfo), SLOT_TRIGGER_NAME,
+							 "bidguard_slot_guard_trigger") != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" has no slot guard", relname)));
+	guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(SLOT_TRIGGER_NAME), qrel),
+			   SPI_OK_UTILITY);
+	SPI_finish();
+	guard_as_owner_end(&save);
+	PG_RETURN_VOID();
+}
