@@ -226,3 +226,74 @@ guard_trigger_exists(Oid relid, Oid nspid, const char *tgname, const char *funcn
 	return ours ? 1 : -1;
 }
 
+
+/*
+ * guard_create_trigger
+ *		Put the guard trigger tgname, BEFORE INSERT OR UPDATE OF column FOR
+ *		EACH ROW EXECUTE FUNCTION <extension schema>.funcname(args), on the
+ *		table (qrel, its qualified name), replacing bidguard's trigger of that
+ *		name; 42710 for a trigger of that name that is not bidguard's.  Runs
+ *		as the table's owner.  The caller has opened the table for guarding
+ *		(guard_open_table), which holds its lock to the end of the transaction.
+ */
+void
+guard_create_trigger(Oid relid, Oid nspid, Oid owner, const char *qrel, const char *tgname,
+					 const char *funcname, const char *column, const char *args)
+{
+	GuardAsOwner save;
+
+	guard_as_owner_begin(owner, &save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	switch (guard_trigger_exists(relid, nspid, tgname, funcname))
+	{
+		case 1:
+			guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(tgname), qrel),
+					   SPI_OK_UTILITY);
+			break;
+		case -1:
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("table \"%s\" has a trigger named \"%s\" that is not bidguard's",
+							get_rel_name(relid), tgname),
+					 errhint("Rename or drop that trigger first.")));
+			break;
+	}
+	guard_exec(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OF %s ON %s"
+						" FOR EACH ROW EXECUTE FUNCTION %s.%s(%s)",
+						quote_identifier(tgname), quote_identifier(column), qrel,
+						quote_identifier(get_namespace_name(nspid)), funcname, args),
+			   SPI_OK_UTILITY);
+	SPI_finish();
+	guard_as_owner_end(&save);
+}
+
+/*
+ * guard_drop_trigger
+ *		Unguard: drop bidguard's guard trigger tgname (of funcname) from the
+ *		table; 42704, naming the guard ("what"), when it has none.  Owner
+ *		only; locks the table in ShareRowExclusiveLock.
+ */
+void
+guard_drop_trigger(Oid relid, Oid nspid, const char *tgname, const char *funcname,
+				   const char *what)
+{
+	Relation	rel = guard_open_table(relid, ShareRowExclusiveLock, "unguard");
+	char	   *qrel = guard_qualified_name(rel);
+	char	   *relname = pstrdup(RelationGetRelationName(rel));
+	Oid			owner = rel->rd_rel->relowner;
+	GuardAsOwner save;
+
+	table_close(rel, NoLock);
+	guard_as_owner_begin(owner, &save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (guard_trigger_exists(relid, nspid, tgname, funcname) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" has no %s", relname, what)));
+	guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(tgname), qrel),
+			   SPI_OK_UTILITY);
+	SPI_finish();
+	guard_as_owner_end(&save);
+}

@@ -46,5 +46,10 @@ extern int	guard_column(Relation rel, Name column, const char *argname);
 extern void guard_exec(const char *sql, int expected);
 extern int	guard_trigger_exists(Oid relid, Oid nspid, const char *tgname,
 								 const char *funcname);
+extern void guard_create_trigger(Oid relid, Oid nspid, Oid owner, const char *qrel,
+								 const char *tgname, const char *funcname,
+								 const char *column, const char *args);
+extern void guard_drop_trigger(Oid relid, Oid nspid, const char *tgname,
+							   const char *funcname, const char *what);
 
 #endif							/* BIDGUARD_GUARDS_H */

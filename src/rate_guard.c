@@ -174,7 +174,6 @@ bidguard_guard_rate_limit(PG_FUNCTION_ARGS)
 	char	   *per_text = "";
 	Oid			owner;
 	Oid			events;
-	GuardAsOwner save;
 
 	bidguard_arg_not_null(fcinfo, 0, "tbl");
 	bidguard_arg_not_null(fcinfo, 1, "key_column");
@@ -213,34 +212,10 @@ bidguard_guard_rate_limit(PG_FUNCTION_ARGS)
 				 errdetail("The guard records the rows it admits there."),
 				 errhint("The extension's owner can GRANT INSERT ON bidguard_rate_events to the table's owner.")));
 
-	guard_as_owner_begin(owner, &save);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	switch (guard_trigger_exists(relid, nspid, RATE_TRIGGER_NAME,
-								 "bidguard_rate_limit_guard_trigger"))
-	{
-		case 1:
-			guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(RATE_TRIGGER_NAME), qrel),
-					   SPI_OK_UTILITY);
-			break;
-		case -1:
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("table \"%s\" has a trigger named \"%s\" that is not bidguard's",
-							get_rel_name(relid), RATE_TRIGGER_NAME),
-					 errhint("Rename or drop that trigger first.")));
-			break;
-	}
-	guard_exec(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OF %s ON %s"
-						" FOR EACH ROW EXECUTE FUNCTION %s.bidguard_rate_limit_guard_trigger(%s, %s, %s)",
-						quote_identifier(RATE_TRIGGER_NAME),
-						quote_identifier(NameStr(*key_column)), qrel,
-						quote_identifier(get_namespace_name(nspid)),
-						quote_literal_cstr(max_text), quote_literal_cstr(per_text),
-						quote_literal_cstr(prefix)),
-			   SPI_OK_UTILITY);
-	SPI_finish();
-	guard_as_owner_end(&save);
+	guard_create_trigger(relid, nspid, owner, qrel, RATE_TRIGGER_NAME,
+						 "bidguard_rate_limit_guard_trigger", NameStr(*key_column),
+						 psprintf("%s, %s, %s", quote_literal_cstr(max_text),
+								  quote_literal_cstr(per_text), quote_literal_cstr(prefix)));
 	PG_RETURN_TEXT_P(cstring_to_text(prefix));
 }
 
@@ -254,31 +229,8 @@ PG_FUNCTION_INFO_V1(bidguard_unguard_rate_limit);
 Datum
 bidguard_unguard_rate_limit(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	Relation	rel;
-	char	   *qrel;
-	char	   *relname;
-	Oid			owner;
-	GuardAsOwner save;
-
 	bidguard_check_writable("bidguard_unguard_rate_limit()");
-	rel = guard_open_table(relid, ShareRowExclusiveLock, "unguard");
-	qrel = guard_qualified_name(rel);
-	relname = pstrdup(RelationGetRelationName(rel));
-	owner = rel->rd_rel->relowner;
-	table_close(rel, NoLock);
-
-	guard_as_owner_begin(owner, &save);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (guard_trigger_exists(relid, bidguard_schema(fcinfo), RATE_TRIGGER_NAME,
-							 "bidguard_rate_limit_guard_trigger") != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table \"%s\" has no rate-limit guard", relname)));
-	guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(RATE_TRIGGER_NAME), qrel),
-			   SPI_OK_UTILITY);
-	SPI_finish();
-	guard_as_owner_end(&save);
+	guard_drop_trigger(PG_GETARG_OID(0), bidguard_schema(fcinfo), RATE_TRIGGER_NAME,
+					   "bidguard_rate_limit_guard_trigger", "rate-limit guard");
 	PG_RETURN_VOID();
 }

@@ -144,7 +144,6 @@ bidguard_guard_slots(PG_FUNCTION_ARGS)
 	char	   *prefix;
 	char	   *qrel;
 	Oid			owner;
-	GuardAsOwner save;
 
 	bidguard_arg_not_null(fcinfo, 0, "tbl");
 	bidguard_arg_not_null(fcinfo, 1, "key_column");
@@ -171,34 +170,12 @@ bidguard_guard_slots(PG_FUNCTION_ARGS)
 	owner = rel->rd_rel->relowner;
 	table_close(rel, NoLock);
 
-	guard_as_owner_begin(owner, &save);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	switch (guard_trigger_exists(relid, nspid, SLOT_TRIGGER_NAME, "bidguard_slot_guard_trigger"))
-	{
-		case 1:
-			guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(SLOT_TRIGGER_NAME), qrel),
-					   SPI_OK_UTILITY);
-			break;
-		case -1:
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("table \"%s\" has a trigger named \"%s\" that is not bidguard's",
-							get_rel_name(relid), SLOT_TRIGGER_NAME),
-					 errhint("Rename or drop that trigger first.")));
-			break;
-	}
-	guard_exec(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OF %s ON %s"
-						" FOR EACH ROW EXECUTE FUNCTION %s.bidguard_slot_guard_trigger(%s, %s, %s)",
-						quote_identifier(SLOT_TRIGGER_NAME),
-						quote_identifier(NameStr(*key_column)), qrel,
-						quote_identifier(get_namespace_name(nspid)),
-						quote_literal_cstr(psprintf("%d", max_slots)),
-						quote_literal_cstr(bidguard_interval_text(wait)),
-						quote_literal_cstr(prefix)),
-			   SPI_OK_UTILITY);
-	SPI_finish();
-	guard_as_owner_end(&save);
+	guard_create_trigger(relid, nspid, owner, qrel, SLOT_TRIGGER_NAME,
+						 "bidguard_slot_guard_trigger", NameStr(*key_column),
+						 psprintf("%s, %s, %s",
+								  quote_literal_cstr(psprintf("%d", max_slots)),
+								  quote_literal_cstr(bidguard_interval_text(wait)),
+								  quote_literal_cstr(prefix)));
 	PG_RETURN_TEXT_P(cstring_to_text(prefix));
 }
 
@@ -211,31 +188,8 @@ PG_FUNCTION_INFO_V1(bidguard_unguard_slots);
 Datum
 bidguard_unguard_slots(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	Relation	rel;
-	char	   *qrel;
-	char	   *relname;
-	Oid			owner;
-	GuardAsOwner save;
-
 	bidguard_check_writable("bidguard_unguard_slots()");
-	rel = guard_open_table(relid, ShareRowExclusiveLock, "unguard");
-	qrel = guard_qualified_name(rel);
-	relname = pstrdup(RelationGetRelationName(rel));
-	owner = rel->rd_rel->relowner;
-	table_close(rel, NoLock);
-
-	guard_as_owner_begin(owner, &save);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (guard_trigger_exists(relid, bidguard_schema(fcinfo), SLOT_TRIGGER_NAME,
-							 "bidguard_slot_guard_trigger") != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("table \"%s\" has no slot guard", relname)));
-	guard_exec(psprintf("DROP TRIGGER %s ON %s", quote_identifier(SLOT_TRIGGER_NAME), qrel),
-			   SPI_OK_UTILITY);
-	SPI_finish();
-	guard_as_owner_end(&save);
+	guard_drop_trigger(PG_GETARG_OID(0), bidguard_schema(fcinfo), SLOT_TRIGGER_NAME,
+					   "bidguard_slot_guard_trigger", "slot guard");
 	PG_RETURN_VOID();
 }
