@@ -297,3 +297,47 @@ guard_drop_trigger(Oid relid, Oid nspid, const char *tgname, const char *funcnam
 	SPI_finish();
 	guard_as_owner_end(&save);
 }
+
+/*
+ * guard_key_table
+ *		What guarding a table by one key column starts with, for the rate and
+ *		slot guards: the table opened for guarding (owner only, an ordinary
+ *		table, not bidguard's), its key column checked; its qualified name,
+ *		its owner, and the key prefix: prefix_arg (1 to 256 characters), or
+ *		NULL for the qualified name and ':'.  The table's lock stays.
+ */
+void
+guard_key_table(Oid relid, Oid nspid, Name key_column, text *prefix_arg,
+				char **qrel, char **prefix, Oid *owner)
+{
+	Relation	rel = guard_open_table(relid, ShareRowExclusiveLock, "guard");
+
+	guard_check_not_ours(rel, nspid);
+	(void) guard_column(rel, key_column, "key_column");
+	*qrel = guard_qualified_name(rel);
+	*prefix = prefix_arg == NULL ? psprintf("%s:", *qrel) :
+		text_to_cstring(bidguard_check_id(prefix_arg, "key_prefix"));
+	*owner = rel->rd_rel->relowner;
+	table_close(rel, NoLock);
+}
+
+/*
+ * guard_row_key
+ *		A row's key for the rate and slot guards: the trigger's prefix (its
+ *		third argument) followed by the text of the key column (its UPDATE OF
+ *		column); NULL when the row's key is NULL.
+ */
+text *
+guard_row_key(Relation rel, Trigger *tg, HeapTuple tuple)
+{
+	bool		isnull;
+	Datum		value = heap_getattr(tuple, tg->tgattr[0], RelationGetDescr(rel), &isnull);
+	Oid			output;
+	bool		varlena;
+
+	if (isnull)
+		return NULL;
+	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), tg->tgattr[0] - 1)->atttypid,
+					  &output, &varlena);
+	return cstring_to_text(psprintf("%s%s", tg->tgargs[2], OidOutputFunctionCall(output, value)));
+}

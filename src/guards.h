@@ -14,6 +14,7 @@
 #ifndef BIDGUARD_GUARDS_H
 #define BIDGUARD_GUARDS_H
 
+#include "access/htup.h"
 #include "storage/lockdefs.h"
 #include "utils/relcache.h"
 
@@ -51,5 +52,9 @@ extern void guard_create_trigger(Oid relid, Oid nspid, Oid owner, const char *qr
 								 const char *column, const char *args);
 extern void guard_drop_trigger(Oid relid, Oid nspid, const char *tgname,
 							   const char *funcname, const char *what);
+extern void guard_key_table(Oid relid, Oid nspid, Name key_column, text *prefix_arg,
+							char **qrel, char **prefix, Oid *owner);
+struct Trigger;
+extern text *guard_row_key(Relation rel, struct Trigger *tg, HeapTuple tuple);
 
 #endif							/* BIDGUARD_GUARDS_H */

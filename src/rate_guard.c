@@ -36,7 +36,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -73,11 +72,6 @@ bidguard_rate_limit_guard_trigger(PG_FUNCTION_ARGS)
 	Trigger    *tg;
 	Relation	rel;
 	HeapTuple	tuple;
-	bool		isnull;
-	Datum		value;
-	Oid			typid;
-	Oid			output;
-	bool		varlena;
 	text	   *key;
 	int32		max_count;
 	Interval   *per;
@@ -102,13 +96,9 @@ bidguard_rate_limit_guard_trigger(PG_FUNCTION_ARGS)
 	if (bidguard_restoring(rel))
 		return PointerGetDatum(tuple);
 
-	value = heap_getattr(tuple, tg->tgattr[0], RelationGetDescr(rel), &isnull);
-	if (isnull)
+	key = guard_row_key(rel, tg, tuple);
+	if (key == NULL)
 		return PointerGetDatum(tuple);
-	typid = TupleDescAttr(RelationGetDescr(rel), tg->tgattr[0] - 1)->atttypid;
-	getTypeOutputInfo(typid, &output, &varlena);
-	key = cstring_to_text(psprintf("%s%s", tg->tgargs[2],
-								   OidOutputFunctionCall(output, value)));
 
 	if (tg->tgargs[0][0] == '\0')
 	{
@@ -167,7 +157,6 @@ bidguard_guard_rate_limit(PG_FUNCTION_ARGS)
 	Oid			nspid = bidguard_schema(fcinfo);
 	Oid			relid;
 	Name		key_column;
-	Relation	rel;
 	char	   *prefix;
 	char	   *qrel;
 	char	   *max_text = "";
@@ -192,16 +181,8 @@ bidguard_guard_rate_limit(PG_FUNCTION_ARGS)
 	}
 	bidguard_check_writable("bidguard_guard_rate_limit()");
 
-	rel = guard_open_table(relid, ShareRowExclusiveLock, "guard");
-	guard_check_not_ours(rel, nspid);
-	(void) guard_column(rel, key_column, "key_column");
-	qrel = guard_qualified_name(rel);
-	if (PG_ARGISNULL(4))
-		prefix = psprintf("%s:", qrel);
-	else
-		prefix = text_to_cstring(bidguard_check_id(PG_GETARG_TEXT_PP(4), "key_prefix"));
-	owner = rel->rd_rel->relowner;
-	table_close(rel, NoLock);
+	guard_key_table(relid, nspid, key_column, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4),
+					&qrel, &prefix, &owner);
 
 	events = get_relname_relid("bidguard_rate_events", nspid);
 	if (OidIsValid(events) && pg_class_aclcheck(events, owner, ACL_INSERT) != ACLCHECK_OK)

@@ -34,7 +34,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -69,10 +68,6 @@ bidguard_slot_guard_trigger(PG_FUNCTION_ARGS)
 	Trigger    *tg;
 	Relation	rel;
 	HeapTuple	tuple;
-	bool		isnull;
-	Datum		value;
-	Oid			output;
-	bool		varlena;
 	text	   *key;
 	int32		max_slots;
 	Interval   *wait;
@@ -89,13 +84,9 @@ bidguard_slot_guard_trigger(PG_FUNCTION_ARGS)
 	if (bidguard_restoring(rel))
 		return PointerGetDatum(tuple);
 
-	value = heap_getattr(tuple, tg->tgattr[0], RelationGetDescr(rel), &isnull);
-	if (isnull)
+	key = guard_row_key(rel, tg, tuple);
+	if (key == NULL)
 		return PointerGetDatum(tuple);
-	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), tg->tgattr[0] - 1)->atttypid,
-					  &output, &varlena);
-	key = cstring_to_text(psprintf("%s%s", tg->tgargs[2],
-								   OidOutputFunctionCall(output, value)));
 	max_slots = pg_strtoint32(tg->tgargs[0]);
 	if (max_slots < 1 || max_slots > BIDGUARD_MAX_SLOTS)
 		slot_guard_misuse();
@@ -140,7 +131,6 @@ bidguard_guard_slots(PG_FUNCTION_ARGS)
 	Name		key_column;
 	int32		max_slots;
 	Interval   *wait;
-	Relation	rel;
 	char	   *prefix;
 	char	   *qrel;
 	Oid			owner;
@@ -161,14 +151,8 @@ bidguard_guard_slots(PG_FUNCTION_ARGS)
 	(void) bidguard_arg_wait_ms(wait);
 	bidguard_check_writable("bidguard_guard_slots()");
 
-	rel = guard_open_table(relid, ShareRowExclusiveLock, "guard");
-	guard_check_not_ours(rel, nspid);
-	(void) guard_column(rel, key_column, "key_column");
-	qrel = guard_qualified_name(rel);
-	prefix = PG_ARGISNULL(4) ? psprintf("%s:", qrel) :
-		text_to_cstring(bidguard_check_id(PG_GETARG_TEXT_PP(4), "key_prefix"));
-	owner = rel->rd_rel->relowner;
-	table_close(rel, NoLock);
+	guard_key_table(relid, nspid, key_column, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4),
+					&qrel, &prefix, &owner);
 
 	guard_create_trigger(relid, nspid, owner, qrel, SLOT_TRIGGER_NAME,
 						 "bidguard_slot_guard_trigger", NameStr(*key_column),
