@@ -22,6 +22,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/pg_class.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
@@ -30,9 +31,11 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "utils/timestamp.h"
 
 #include "bidguard.h"
 #include "guards.h"
@@ -340,4 +343,63 @@ guard_row_key(Relation rel, Trigger *tg, HeapTuple tuple)
 	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), tg->tgattr[0] - 1)->atttypid,
 					  &output, &varlena);
 	return cstring_to_text(psprintf("%s%s", tg->tgargs[2], OidOutputFunctionCall(output, value)));
+}
+
+/*
+ * guard_inserted_key
+ *		How the rate and slot guards start each row.  The trigger must be
+ *		attached as its guard function attaches it (misuse() otherwise).  An
+ *		UPDATE, a row pg_restore loads (restore.c's rule: the row was judged
+ *		when first written, and what it took comes back with bidguard's own
+ *		tables) and a NULL key pass untouched: NULL.  Else the row's key, and
+ *		in *args the trigger's arguments, parsed once per call site and
+ *		trigger (kept in fn_extra, in fn_mcxt): count from tgargs[0], span
+ *		from tgargs[1], either empty meaning "not given".
+ */
+text *
+guard_inserted_key(FunctionCallInfo fcinfo, void (*misuse) (void), GuardKeyArgs **args)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	BidguardCallState *state;
+	GuardKeyArgs *a;
+	Trigger    *tg;
+
+	if (!bidguard_fired_before_row_ins_upd(fcinfo))
+		misuse();
+	tg = trigdata->tg_trigger;
+	if (tg->tgnargs != 3 || tg->tgnattr != 1)
+		misuse();
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		bidguard_restoring(trigdata->tg_relation))
+		return NULL;
+
+	state = bidguard_call_state(fcinfo);
+	a = state->columns;
+	if (a == NULL || a->tgoid != tg->tgoid)
+	{
+		if (a == NULL)
+			a = state->columns = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+														sizeof(GuardKeyArgs));
+		a->given = tg->tgargs[0][0] != '\0';
+		a->count = a->given ? pg_strtoint32(tg->tgargs[0]) : 0;
+		memset(&a->span, 0, sizeof(Interval));
+		if (tg->tgargs[1][0] != '\0')
+			a->span = *DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															 CStringGetDatum(tg->tgargs[1]),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
+		a->tgoid = tg->tgoid;
+	}
+	*args = a;
+	return guard_row_key(trigdata->tg_relation, tg, trigdata->tg_trigtuple);
+}
+
+/* What a BEFORE ROW trigger returns to let the row through unchanged. */
+Datum
+guard_pass_row(FunctionCallInfo fcinfo)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+						   trigdata->tg_newtuple : trigdata->tg_trigtuple);
 }

@@ -15,6 +15,8 @@
 #define BIDGUARD_GUARDS_H
 
 #include "access/htup.h"
+#include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "storage/lockdefs.h"
 #include "utils/relcache.h"
 
@@ -56,5 +58,18 @@ extern void guard_key_table(Oid relid, Oid nspid, Name key_column, text *prefix_
 							char **qrel, char **prefix, Oid *owner);
 struct Trigger;
 extern text *guard_row_key(Relation rel, struct Trigger *tg, HeapTuple tuple);
+
+/* a rate or slot guard trigger's arguments, parsed once per call site */
+typedef struct GuardKeyArgs
+{
+	Oid			tgoid;			/* whose arguments these are */
+	bool		given;			/* tgargs[0] not empty */
+	int32		count;			/* max_count or max_slots */
+	Interval	span;			/* per or wait; zero when not given */
+} GuardKeyArgs;
+
+extern text *guard_inserted_key(FunctionCallInfo fcinfo, void (*misuse) (void),
+								GuardKeyArgs **args);
+extern Datum guard_pass_row(FunctionCallInfo fcinfo);
 
 #endif							/* BIDGUARD_GUARDS_H */

@@ -48,7 +48,7 @@
 #include "guards.h"
 #include "rate_limit.h"
 
-static pg_noreturn void
+static void
 rate_guard_misuse(void)
 {
 	ereport(ERROR,
@@ -68,59 +68,38 @@ PG_FUNCTION_INFO_V1(bidguard_rate_limit_guard_trigger);
 Datum
 bidguard_rate_limit_guard_trigger(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Trigger    *tg;
-	Relation	rel;
-	HeapTuple	tuple;
+	Relation	rel = ((TriggerData *) fcinfo->context)->tg_relation;
+	GuardKeyArgs *args;
 	text	   *key;
 	int32		max_count;
 	Interval   *per;
 	RateDecision d;
 
-	if (!bidguard_fired_before_row_ins_upd(fcinfo))
-		rate_guard_misuse();
-	tg = trigdata->tg_trigger;
-	rel = trigdata->tg_relation;
-	if (tg->tgnargs != 3 || tg->tgnattr != 1)
-		rate_guard_misuse();
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		return PointerGetDatum(trigdata->tg_newtuple);
-	tuple = trigdata->tg_trigtuple;
-
-	/*
-	 * A row pg_restore loads (restore.c's rule: a COPY of every column by
-	 * the table's owner) was admitted when it was first written, and its
-	 * unit comes back with bidguard_rate_events: judged again, it would
-	 * count twice, and a busy hour's rows would be refused.
-	 */
-	if (bidguard_restoring(rel))
-		return PointerGetDatum(tuple);
-
-	key = guard_row_key(rel, tg, tuple);
+	key = guard_inserted_key(fcinfo, rate_guard_misuse, &args);
 	if (key == NULL)
-		return PointerGetDatum(tuple);
+		return guard_pass_row(fcinfo);
 
-	if (tg->tgargs[0][0] == '\0')
+	if (!args->given)
 	{
 		if (!bidguard_rate_configured(bidguard_schema(fcinfo), key, &max_count, &per))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("no rate limit is configured for key \"%s\"", text_to_cstring(key)),
 					 errdetail("Table \"%s\" is guarded with the configured limit of key prefix \"%s\".",
-							   RelationGetRelationName(rel), tg->tgargs[2]),
+							   RelationGetRelationName(rel),
+							   ((TriggerData *) fcinfo->context)->tg_trigger->tgargs[2]),
 					 errhint("Add a row to bidguard_rate_limits whose key_prefix the key starts with.")));
 	}
 	else
 	{
-		max_count = pg_strtoint32(tg->tgargs[0]);
-		per = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-													CStringGetDatum(tg->tgargs[1]),
-													ObjectIdGetDatum(InvalidOid),
-													Int32GetDatum(-1)));
+		max_count = args->count;
+		per = &args->span;
 		bidguard_check_rate_limit(max_count, per);
 	}
 
-	bidguard_rate_decide(bidguard_schema(fcinfo), key, max_count, per, 1, &d);
+	bidguard_rate_decide(bidguard_schema(fcinfo),
+						 bidguard_rate_events_relid(bidguard_schema(fcinfo), false),
+						 key, max_count, per, 1, &d);
 	if (!d.allowed)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXCLUSION_VIOLATION),
@@ -132,7 +111,7 @@ bidguard_rate_limit_guard_trigger(PG_FUNCTION_ARGS)
 				 errhint("ON CONFLICT cannot absorb this error: the limit is checked by the trigger %s, not by an index.",
 						 RATE_TRIGGER_NAME),
 				 errtableconstraint(rel, RATE_TRIGGER_NAME)));
-	return PointerGetDatum(tuple);
+	return guard_pass_row(fcinfo);
 }
 
 /*

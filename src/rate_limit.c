@@ -179,14 +179,40 @@ rate_time_until_freed(Oid nspid, Datum *values, int64 need, Interval *per, Times
 }
 
 /*
+ * bidguard_rate_events_relid
+ *		bidguard_rate_events of the extension in nspid (42P01 when it is
+ *		gone); with check_acl, 42501 unless the caller may INSERT into it.
+ *		Looked up once per call, before any lock is queued.
+ */
+Oid
+bidguard_rate_events_relid(Oid nspid, bool check_acl)
+{
+	Oid			relid = get_relname_relid("bidguard_rate_events", nspid);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.bidguard_rate_events\" does not exist",
+						get_namespace_name(nspid))));
+	if (check_acl && pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table bidguard_rate_events"),
+				 errdetail("bidguard_rate_limit() records the units it admits there."),
+				 errhint("The extension's owner can GRANT INSERT ON bidguard_rate_events to the workers' role.")));
+	return relid;
+}
+
+/*
  * bidguard_rate_decide
  *		Take the key's lock, then admit "cost" units of key under (max_count,
  *		per) or not; fill *out.  cost 0 asks without taking anything.  The
- *		caller has checked the arguments.
+ *		caller has checked the arguments and looked up events_relid
+ *		(bidguard_rate_events_relid).
  */
 void
-bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
-					 int32 cost, RateDecision *out)
+bidguard_rate_decide(Oid nspid, Oid events_relid, text *key, int32 max_count,
+					 Interval *per, int32 cost, RateDecision *out)
 {
 	GuardAsOwner save;
 	SPIPlanPtr	plan;
@@ -196,7 +222,6 @@ bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
 	TimestampTz last;
 	int64		units;
 	int64		rows;
-	Oid			events_relid;
 
 	if (cost > max_count)
 		ereport(ERROR,
@@ -205,14 +230,7 @@ bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
 				 errdetail("A call of this cost could never be admitted.")));
 
 	bidguard_lock_class(BIDGUARD_LOCK_CLASS_RATE,
-							  bidguard_hash_key("rate", 4, VARDATA_ANY(key),
-												VARSIZE_ANY_EXHDR(key)));
-	events_relid = get_relname_relid("bidguard_rate_events", nspid);
-	if (!OidIsValid(events_relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"%s.bidguard_rate_events\" does not exist",
-						get_namespace_name(nspid))));
+						bidguard_hash_key("rate", 4, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -335,21 +353,6 @@ bidguard_rate_configured(Oid nspid, text *key, int32 *max_count, Interval **per)
 	return found;
 }
 
-/* 42501 unless the caller may INSERT into bidguard_rate_events */
-static void
-rate_check_privileges(Oid nspid)
-{
-	Oid			relid = get_relname_relid("bidguard_rate_events", nspid);
-
-	if (OidIsValid(relid) &&
-		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table bidguard_rate_events"),
-				 errdetail("bidguard_rate_limit() records the units it admits there."),
-				 errhint("The extension's owner can GRANT INSERT ON bidguard_rate_events to the workers' role.")));
-}
-
 static int32
 rate_arg_cost(FunctionCallInfo fcinfo, int argno)
 {
@@ -412,6 +415,7 @@ bidguard_rate_limit(PG_FUNCTION_ARGS)
 	int32		max_count;
 	Interval   *per;
 	int32		cost;
+	Oid			events;
 	RateDecision d;
 
 	bidguard_arg_not_null(fcinfo, 1, "max_count");
@@ -421,9 +425,9 @@ bidguard_rate_limit(PG_FUNCTION_ARGS)
 	cost = rate_arg_cost(fcinfo, 3);
 	bidguard_check_rate_limit(max_count, per);
 	rate_check_callable();
-	rate_check_privileges(nspid);
+	events = bidguard_rate_events_relid(nspid, true);
 
-	bidguard_rate_decide(nspid, key, max_count, per, cost, &d);
+	bidguard_rate_decide(nspid, events, key, max_count, per, cost, &d);
 	return rate_return(fcinfo, &d);
 }
 
@@ -442,16 +446,17 @@ bidguard_rate_limit_configured(PG_FUNCTION_ARGS)
 	int32		cost = rate_arg_cost(fcinfo, 1);
 	int32		max_count;
 	Interval   *per;
+	Oid			events;
 	RateDecision d;
 
 	rate_check_callable();
-	rate_check_privileges(nspid);
+	events = bidguard_rate_events_relid(nspid, true);
 	if (!bidguard_rate_configured(nspid, key, &max_count, &per))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no rate limit is configured for key \"%s\"", text_to_cstring(key)),
 				 errhint("Add a row to bidguard_rate_limits whose key_prefix the key starts with ('' matches every key), or pass max_count and per.")));
-	bidguard_rate_decide(nspid, key, max_count, per, cost, &d);
+	bidguard_rate_decide(nspid, events, key, max_count, per, cost, &d);
 	return rate_return(fcinfo, &d);
 }
 

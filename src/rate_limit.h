@@ -22,8 +22,9 @@ typedef struct RateDecision
 } RateDecision;
 
 extern void bidguard_check_rate_limit(int32 max_count, Interval *per);
-extern void bidguard_rate_decide(Oid nspid, text *key, int32 max_count, Interval *per,
-								 int32 cost, RateDecision *out);
+extern Oid	bidguard_rate_events_relid(Oid nspid, bool check_acl);
+extern void bidguard_rate_decide(Oid nspid, Oid events_relid, text *key, int32 max_count,
+								 Interval *per, int32 cost, RateDecision *out);
 extern bool bidguard_rate_configured(Oid nspid, text *key, int32 *max_count,
 									 Interval **per);
 

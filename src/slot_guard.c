@@ -45,7 +45,7 @@
 #include "bidguard.h"
 #include "guards.h"
 
-static pg_noreturn void
+static void
 slot_guard_misuse(void)
 {
 	ereport(ERROR,
@@ -64,51 +64,34 @@ PG_FUNCTION_INFO_V1(bidguard_slot_guard_trigger);
 Datum
 bidguard_slot_guard_trigger(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Trigger    *tg;
-	Relation	rel;
-	HeapTuple	tuple;
+	Relation	rel = ((TriggerData *) fcinfo->context)->tg_relation;
+	GuardKeyArgs *args;
 	text	   *key;
 	int32		max_slots;
 	Interval   *wait;
 
-	if (!bidguard_fired_before_row_ins_upd(fcinfo))
-		slot_guard_misuse();
-	tg = trigdata->tg_trigger;
-	rel = trigdata->tg_relation;
-	if (tg->tgnargs != 3 || tg->tgnattr != 1)
-		slot_guard_misuse();
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		return PointerGetDatum(trigdata->tg_newtuple);
-	tuple = trigdata->tg_trigtuple;
-	if (bidguard_restoring(rel))
-		return PointerGetDatum(tuple);
-
-	key = guard_row_key(rel, tg, tuple);
+	key = guard_inserted_key(fcinfo, slot_guard_misuse, &args);
 	if (key == NULL)
-		return PointerGetDatum(tuple);
-	max_slots = pg_strtoint32(tg->tgargs[0]);
+		return guard_pass_row(fcinfo);
+	max_slots = args->count;
 	if (max_slots < 1 || max_slots > BIDGUARD_MAX_SLOTS)
 		slot_guard_misuse();
+	/* one slot per transaction and key, however many rows it inserts */
 	if (bidguard_slot_held(key, max_slots) != 0)
-		return PointerGetDatum(tuple);
-	wait = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-												 CStringGetDatum(tg->tgargs[1]),
-												 ObjectIdGetDatum(InvalidOid),
-												 Int32GetDatum(-1)));
+		return guard_pass_row(fcinfo);
+	wait = &args->span;
 	if (bidguard_slot_acquire(key, max_slots, bidguard_arg_wait_ms(wait), false) == 0)
 	{
 		bidguard_count(BG_STAT_SLOTS_BUSY);
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("no slot of key \"%s\" is free: other transactions hold them",
-						text_to_cstring(key)),
+				 errmsg("could not obtain a slot of key \"%s\"", text_to_cstring(key)),
 				 errdetail("Table \"%s\" lets %d transaction(s) at once insert rows of one key; none of the slots was freed within %s.",
 						   RelationGetRelationName(rel), max_slots, bidguard_interval_text(wait)),
 				 errhint("Retry the transaction later.")));
 	}
 	bidguard_count(BG_STAT_SLOTS_ACQUIRED);
-	return PointerGetDatum(tuple);
+	return guard_pass_row(fcinfo);
 }
 
 /*
