@@ -29,15 +29,19 @@ PG_CONFIG ?= pg_config
 PG_MATRIX ?= 15 18
 
 EXTENSION = bidguard
-EXTVERSION = 1.0
+# The version CREATE EXTENSION installs; bidguard.control's default_version and
+# META.json say the same (test/t/000_versions.pl checks it).
+EXTVERSION = 1.1
 
 MODULE_big = bidguard
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 
-# The install script is built from sql/bidguard.sql; upgrade scripts
-# (sql/bidguard--A--B.sql) are installed as they are.
+# The install script of the current version is built from sql/bidguard.sql.
+# Upgrade scripts (sql/bidguard--A--B.sql) are installed as they are, and so
+# are the install scripts of released versions, frozen in sql/bidguard--X.Y.sql
+# (CREATE EXTENSION bidguard VERSION 'X.Y'; the upgrade test starts from them).
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(wildcard sql/$(EXTENSION)--*--*.sql) $(SCALEOUT_DATA)
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql)) $(SCALEOUT_DATA)
 # The scale-out kits, installed with bidguard: scaleout/plproxy (bidguard_shard
 # on each shard, bidguard_proxy on the proxy) and scaleout/citus (bidguard_citus).
 SCALEOUT_DATA = $(wildcard scaleout/plproxy/*.control scaleout/plproxy/*--*.sql \

@@ -1,4 +1,4 @@
-/* sql/bidguard.sql — bidguard 1.0 install script (built into bidguard--1.0.sql) */
+/* sql/bidguard.sql — the current install script (built into bidguard--X.Y.sql for the control file's default_version; changes ship in sql/bidguard--A--B.sql too) */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION bidguard" to load this file. \quit
@@ -807,7 +807,7 @@ CREATE FUNCTION @extschema@.bidguard_stats(
     OUT lock_wait_max_ms double precision,
     OUT stats_reset timestamptz)
 RETURNS record
-AS 'MODULE_PATHNAME', 'bidguard_stats'
+AS 'MODULE_PATHNAME', 'bidguard_stats_1_1'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
 CREATE VIEW @extschema@.bidguard_stats AS
@@ -923,12 +923,13 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_events', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_bids', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_bots', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_trades', '');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_rate_limits', '');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_rate_events', '');
 SELECT pg_catalog.pg_extension_config_dump(
     pg_catalog.pg_get_serial_sequence('@extschema@.bidguard_bids', 'bid_id')::pg_catalog.regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(
     pg_catalog.pg_get_serial_sequence('@extschema@.bidguard_trades', 'trade_id')::pg_catalog.regclass, '');
+-- (1.1's tables after 1.0's, in the order bidguard--1.0--1.1.sql registers them)
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_rate_limits', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.bidguard_rate_events', '');
 
 -- No privileges for PUBLIC on the data; the owner grants what roles need.
 REVOKE ALL ON @extschema@.bidguard_bids, @extschema@.bidguard_events,

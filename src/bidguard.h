@@ -82,7 +82,10 @@ typedef enum BidguardPlanId
 	BG_NUM_PLANS
 } BidguardPlanId;
 
-/* The counters of bidguard_stats, in the view's column order. */
+/*
+ * The counters of bidguard_stats, in its column order.  Append only: each
+ * extension version's bidguard_stats() returns a prefix of them (stats.c).
+ */
 typedef enum BidguardStat
 {
 	BG_STAT_BIDS_CREATED,

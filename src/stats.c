@@ -165,14 +165,19 @@ require_shared_stats(void)
 }
 
 /*
- * bidguard_stats() RETURNS record
- *
- * One row: the counters, the total and maximum lock wait in milliseconds,
- * and when they were last reset.  55000 without preloading.  Locks: none.
+ * The counters each version's bidguard_stats() returns: 1.0 has the first
+ * ten (bids, trades, locks); 1.1 added the rate-limit and slot counters.
+ * Counters are only ever appended to the enum, so each version's columns are
+ * a prefix of it.
  */
-PG_FUNCTION_INFO_V1(bidguard_stats);
-Datum
-bidguard_stats(PG_FUNCTION_ARGS)
+#define BG_NUM_STATS_1_0	(BG_STAT_LOCK_TIMEOUTS + 1)
+
+/*
+ * One row: the first ncounters counters, the total and maximum lock wait in
+ * milliseconds, and when they were last reset.
+ */
+static Datum
+stats_row(FunctionCallInfo fcinfo, int ncounters)
 {
 	TupleDesc	tupdesc;
 	Datum		values[BG_NUM_STATS + 3];
@@ -183,18 +188,45 @@ bidguard_stats(PG_FUNCTION_ARGS)
 	require_shared_stats();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (tupdesc->natts != BG_NUM_STATS + 3)
+	if (tupdesc->natts != ncounters + 3)
 		elog(ERROR, "bidguard_stats: expected %d result columns, got %d",
-			 BG_NUM_STATS + 3, tupdesc->natts);
+			 ncounters + 3, tupdesc->natts);
 
 	memset(nulls, 0, sizeof(nulls));
-	for (i = 0; i < BG_NUM_STATS; i++)
+	for (i = 0; i < ncounters; i++)
 		values[n++] = Int64GetDatum((int64) pg_atomic_read_u64(&shared_stats->counters[i]));
 	values[n++] = Float8GetDatum(pg_atomic_read_u64(&shared_stats->wait_total_us) / 1000.0);
 	values[n++] = Float8GetDatum(pg_atomic_read_u64(&shared_stats->wait_max_us) / 1000.0);
 	values[n++] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&shared_stats->reset_at));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * bidguard_stats() RETURNS record, as 1.1 declares it (C symbol
+ * bidguard_stats_1_1)
+ *
+ * The counters, the total and maximum lock wait in milliseconds, and when
+ * they were last reset.  55000 without preloading.  Locks: none.
+ */
+PG_FUNCTION_INFO_V1(bidguard_stats_1_1);
+Datum
+bidguard_stats_1_1(PG_FUNCTION_ARGS)
+{
+	return stats_row(fcinfo, BG_NUM_STATS);
+}
+
+/*
+ * bidguard_stats() RETURNS record, as 1.0 declared it (C symbol
+ * bidguard_stats): the 1.0 counters only.  Kept so that a database still at
+ * 1.0 works against this library until ALTER EXTENSION bidguard UPDATE (the
+ * way pg_stat_statements keeps its older symbols).  Locks: none.
+ */
+PG_FUNCTION_INFO_V1(bidguard_stats);
+Datum
+bidguard_stats(PG_FUNCTION_ARGS)
+{
+	return stats_row(fcinfo, BG_NUM_STATS_1_0);
 }
 
 /*

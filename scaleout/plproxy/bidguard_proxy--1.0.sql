@@ -1,4 +1,4 @@
--- bidguard_proxy 1.0: bidguard's functions on a PL/Proxy proxy database.
+-- bidguard_proxy 1.0 (frozen as released: never edit it): bidguard's functions on a PL/Proxy proxy database.
 --
 -- Every function has bidguard's name, arguments and result columns, and runs
 -- on the shard that owns its key, in cluster 'bidguard' (CREATE SERVER bidguard
@@ -63,9 +63,6 @@ RETURN COALESCE(@extschema@.bidguard_shard_key(marketplace_id, posting_id),
 CREATE FUNCTION @extschema@.bidguard_route_bot(bot_id bigint) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN COALESCE(@extschema@.bidguard_shard_key(bot_id), @extschema@.bidguard_null_key('bot_id'));
-CREATE FUNCTION @extschema@.bidguard_route_key(key text) RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN COALESCE(@extschema@.bidguard_shard_key(key), @extschema@.bidguard_null_key('key'));
 CREATE FUNCTION @extschema@.bidguard_route_id(id bigint, argname text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN COALESCE(@extschema@.bidguard_id_partition(id), @extschema@.bidguard_null_key(argname));
@@ -141,38 +138,6 @@ COMMENT ON FUNCTION @extschema@.bidguard_try_trade(bigint, jsonb, interval) IS
     'bidguard_try_trade on the bot''s shard; commits there at once: an executed trade stays open (holding the cooldown) until filled, failed or swept, whatever this transaction does';
 
 --
--- Rate limits, routed by key: the key's window lives on its shard.  The
--- units an admitted call takes commit there when the proxied call returns,
--- so a transaction on the proxy that rolls back afterwards does not give
--- them back (on a shard, or without PL/Proxy, it does).
---
-CREATE FUNCTION @extschema@.bidguard_rate_limit(
-    key text, max_count integer, per interval, cost integer DEFAULT 1)
-RETURNS TABLE (allowed boolean, remaining integer, retry_after interval, reset_after interval)
-LANGUAGE plproxy AS $$
-    CLUSTER 'bidguard';
-    RUN ON bidguard_route_key(key);
-$$;
-
-CREATE FUNCTION @extschema@.bidguard_rate_limit(key text, cost integer DEFAULT 1)
-RETURNS TABLE (allowed boolean, remaining integer, retry_after interval, reset_after interval)
-LANGUAGE plproxy AS $$
-    CLUSTER 'bidguard';
-    RUN ON bidguard_route_key(key);
-$$;
-
-COMMENT ON FUNCTION @extschema@.bidguard_rate_limit(text, integer, interval, integer) IS
-    'bidguard_rate_limit on the key''s shard; the units commit there when the call returns';
-
--- who holds a key's slots, on the key's shard (read-only)
-CREATE FUNCTION @extschema@.bidguard_slot_holders(key text, max_slots integer)
-RETURNS TABLE (slot integer, pid integer, granted boolean, wait_start timestamptz)
-LANGUAGE plproxy AS $$
-    CLUSTER 'bidguard';
-    RUN ON bidguard_route_key(key);
-$$;
-
---
 -- Refused: a lock taken through the proxy would be released when the proxied
 -- call commits, before it returns.
 --
@@ -186,53 +151,6 @@ BEGIN
         USING ERRCODE = 'feature_not_supported',
               DETAIL = 'Each proxied call commits on its shard before it returns, so the lock would be released at once.',
               HINT = 'Take the lock in a function that runs on the shard, or use bidguard_try_trade, whose open trade holds the cooldown.';
-END
-$fn$;
-
--- Slots: refused for the same reason (a transaction slot would be released
--- as the proxied call commits; a session slot would belong to the proxy's
--- connection to the shard, not to the client).
-CREATE FUNCTION @extschema@.bidguard_slot_refused(what text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    RAISE EXCEPTION '% cannot be used through PL/Proxy', what
-        USING ERRCODE = 'feature_not_supported',
-              DETAIL = 'Each proxied call commits on its shard before it returns, so a slot would be released at once, or held by the proxy''s connection.',
-              HINT = 'Take slots in a function that runs on the shard.';
-END
-$fn$;
-
-CREATE FUNCTION @extschema@.bidguard_acquire_slot(key text, max_slots integer, wait interval DEFAULT '0')
-RETURNS TABLE (acquired boolean, slot integer, reason text)
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    PERFORM @extschema@.bidguard_slot_refused('bidguard_acquire_slot');
-END
-$fn$;
-
-CREATE FUNCTION @extschema@.bidguard_acquire_session_slot(key text, max_slots integer, wait interval DEFAULT '0')
-RETURNS TABLE (acquired boolean, slot integer, reason text)
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    PERFORM @extschema@.bidguard_slot_refused('bidguard_acquire_session_slot');
-END
-$fn$;
-
-CREATE FUNCTION @extschema@.bidguard_release_slot(key text, slot integer)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    PERFORM @extschema@.bidguard_slot_refused('bidguard_release_slot');
-    RETURN false;
 END
 $fn$;
 
@@ -312,17 +230,14 @@ RETURNS TABLE (partitions integer[], bids_created bigint, bids_deduplicated bigi
                bids_withdrawn bigint, transitions_rejected bigint, trades_executed bigint,
                trades_rejected_cooldown bigint, trades_rejected_busy bigint,
                lock_acquired bigint, lock_waited bigint, lock_wait_total_ms double precision,
-               lock_wait_max_ms double precision, lock_timeouts bigint,
-               rate_allowed bigint, rate_limited bigint, slots_acquired bigint,
-               slots_busy bigint, slot_waits bigint, stats_reset timestamptz)
+               lock_wait_max_ms double precision, lock_timeouts bigint, stats_reset timestamptz)
 LANGUAGE plproxy AS $$
     CLUSTER 'bidguard';
     RUN ON ALL;
     SELECT i.partitions, s.bids_created, s.bids_deduplicated, s.bids_withdrawn,
            s.transitions_rejected, s.trades_executed, s.trades_rejected_cooldown,
            s.trades_rejected_busy, s.lock_acquired, s.lock_waited, s.lock_wait_total_ms,
-           s.lock_wait_max_ms, s.lock_timeouts, s.rate_allowed, s.rate_limited,
-           s.slots_acquired, s.slots_busy, s.slot_waits, s.stats_reset
+           s.lock_wait_max_ms, s.lock_timeouts, s.stats_reset
       FROM bidguard_stats AS s, bidguard_shard_info AS i;
 $$;
 
@@ -342,11 +257,6 @@ SELECT pg_catalog.sum(bids_created)::bigint AS bids_created,
        pg_catalog.sum(lock_wait_total_ms) AS lock_wait_total_ms,
        pg_catalog.max(lock_wait_max_ms) AS lock_wait_max_ms,
        pg_catalog.sum(lock_timeouts)::bigint AS lock_timeouts,
-       pg_catalog.sum(rate_allowed)::bigint AS rate_allowed,
-       pg_catalog.sum(rate_limited)::bigint AS rate_limited,
-       pg_catalog.sum(slots_acquired)::bigint AS slots_acquired,
-       pg_catalog.sum(slots_busy)::bigint AS slots_busy,
-       pg_catalog.sum(slot_waits)::bigint AS slot_waits,
        pg_catalog.min(stats_reset) AS stats_reset
   FROM @extschema@.bidguard_shard_rows_stats();
 

@@ -30,6 +30,7 @@ our @EXPORT = qw(
   fill_sample_data
   source_figures
   check_restored_copy
+  extension_catalog
   $FINGERPRINT_SQL
   $APP_TABLE_SQL
   $APP_FINGERPRINT_SQL
@@ -712,6 +713,119 @@ sub check_restored_copy
 		'>=', 1, "$label: bidguard_stats counts on this server");
 	is(bidguard_locks_held($node, $db), '0', "$label: no bidguard lock is left held");
 	return;
+}
+
+
+# The catalog of extension $ext in database $db of $node, one line per fact,
+# sorted: every member object; each function's whole definition (language,
+# C symbol, volatility, parallel safety, strictness, settings, cost, rows),
+# privileges and comment; each relation's kind, options, privileges,
+# comment, view definition, columns in order (dropped columns left out),
+# constraints, indexes, triggers, policies, rules; sequences; types; the
+# initial privileges pg_dump treats as the extension's own (pg_init_privs);
+# the tables pg_dump dumps (extconfig, extcondition); the version.  Stricter
+# than $EXTENSION_OBJECTS_SQL: ACLs and comments are compared as stored, so
+# it compares two databases of one server (an updated one and a fresh
+# install), not databases across majors.
+sub extension_catalog
+{
+	my ($node, $db, $ext) = @_;
+	die "extension_catalog: not an extension name: $ext" unless $ext =~ /^\w+$/;
+	my $sql = sprintf(q{
+	WITH ext AS (
+	    SELECT oid, extname, extversion, extnamespace, extconfig, extcondition
+	      FROM pg_catalog.pg_extension WHERE extname = %s),
+	members AS (
+	    SELECT d.classid, d.objid, d.objsubid
+	      FROM pg_catalog.pg_depend AS d, ext
+	     WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+	       AND d.refobjid = ext.oid AND d.deptype = 'e'),
+	rels AS (
+	    SELECT c.oid FROM pg_catalog.pg_class AS c JOIN members AS m
+	        ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid),
+	lines(line) AS (
+	    -- every member, by its description
+	    SELECT 'member ' || pg_catalog.pg_describe_object(classid, objid, objsubid) FROM members
+	    UNION ALL
+	    -- functions: the whole definition, privileges and comment
+	    SELECT 'function ' || p.oid::pg_catalog.regprocedure::text || E'\n' || pg_catalog.pg_get_functiondef(p.oid)
+	           || E'\n  acl ' || COALESCE(p.proacl::text, 'default')
+	           || E'\n  comment ' || COALESCE(pg_catalog.obj_description(p.oid, 'pg_proc'), '')
+	      FROM pg_catalog.pg_proc AS p JOIN members AS m
+	        ON m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid
+	     WHERE p.prokind <> 'a'
+	    UNION ALL
+	    -- relations: kind, options, privileges, comment; views' definitions
+	    SELECT 'relation ' || c.oid::pg_catalog.regclass::text || ' kind ' || c.relkind::text
+	           || ' persistence ' || c.relpersistence::text
+	           || ' options ' || COALESCE(c.reloptions::text, '')
+	           || ' acl ' || COALESCE(c.relacl::text, 'default')
+	           || ' rowsecurity ' || c.relrowsecurity
+	           || E'\n  comment ' || COALESCE(pg_catalog.obj_description(c.oid, 'pg_class'), '')
+	           || CASE WHEN c.relkind::text IN ('v', 'm') THEN E'\n' || pg_catalog.pg_get_viewdef(c.oid) ELSE '' END
+	      FROM pg_catalog.pg_class AS c WHERE c.oid IN (SELECT oid FROM rels)
+	    UNION ALL
+	    -- columns in order (dropped ones left out, counted by position)
+	    SELECT 'column ' || a.attrelid::pg_catalog.regclass::text || ' #'
+	           || pg_catalog.row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum)
+	           || ' ' || a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+	           || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+	           || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
+	           || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text ELSE '' END
+	           || COALESCE(' default ' || pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), '')
+	           || COALESCE(' collate ' || NULLIF(a.attcollation, 0)::pg_catalog.regcollation::text, '')
+	           || ' storage ' || a.attstorage::text
+	           || COALESCE(' acl ' || a.attacl::text, '')
+	           || COALESCE(' comment ' || pg_catalog.col_description(a.attrelid, a.attnum), '')
+	      FROM pg_catalog.pg_attribute AS a
+	      LEFT JOIN pg_catalog.pg_attrdef AS ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+	     WHERE a.attrelid IN (SELECT oid FROM rels) AND a.attnum > 0 AND NOT a.attisdropped
+	    UNION ALL
+	    SELECT 'constraint ' || co.conrelid::pg_catalog.regclass::text || ' ' || co.conname || ' '
+	           || pg_catalog.pg_get_constraintdef(co.oid)
+	           || COALESCE(' comment ' || pg_catalog.obj_description(co.oid, 'pg_constraint'), '')
+	      FROM pg_catalog.pg_constraint AS co WHERE co.conrelid IN (SELECT oid FROM rels)
+	    UNION ALL
+	    SELECT 'index ' || pg_catalog.pg_get_indexdef(i.indexrelid)
+	           || CASE WHEN i.indisclustered THEN ' clustered' ELSE '' END
+	           || COALESCE(' comment ' || pg_catalog.obj_description(i.indexrelid, 'pg_class'), '')
+	      FROM pg_catalog.pg_index AS i WHERE i.indrelid IN (SELECT oid FROM rels)
+	    UNION ALL
+	    SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(t.oid)
+	           || CASE t.tgenabled WHEN 'O' THEN '' ELSE ' enabled ' || t.tgenabled::text END
+	      FROM pg_catalog.pg_trigger AS t
+	     WHERE t.tgrelid IN (SELECT oid FROM rels) AND NOT t.tgisinternal
+	    UNION ALL
+	    SELECT 'policy ' || po.polrelid::pg_catalog.regclass::text || ' ' || po.polname || ' ' || po.polcmd::text
+	           || ' ' || COALESCE(pg_catalog.pg_get_expr(po.polqual, po.polrelid), '')
+	      FROM pg_catalog.pg_policy AS po WHERE po.polrelid IN (SELECT oid FROM rels)
+	    UNION ALL
+	    SELECT 'rule ' || r.rulename || ' ' || pg_catalog.pg_get_ruledef(r.oid)
+	      FROM pg_catalog.pg_rewrite AS r
+	     WHERE r.ev_class IN (SELECT oid FROM rels) AND r.rulename <> '_RETURN'
+	    UNION ALL
+	    SELECT 'sequence ' || s.seqrelid::pg_catalog.regclass::text || ' ' || pg_catalog.format_type(s.seqtypid, NULL)
+	           || ' start ' || s.seqstart || ' increment ' || s.seqincrement || ' min ' || s.seqmin
+	           || ' max ' || s.seqmax || ' cache ' || s.seqcache || ' cycle ' || s.seqcycle
+	      FROM pg_catalog.pg_sequence AS s WHERE s.seqrelid IN (SELECT oid FROM rels)
+	    UNION ALL
+	    SELECT 'type ' || pg_catalog.format_type(ty.oid, NULL) || ' ' || ty.typtype::text
+	      FROM pg_catalog.pg_type AS ty JOIN members AS m
+	        ON m.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND m.objid = ty.oid
+	    UNION ALL
+	    -- the privileges pg_dump treats as the extension's own
+	    SELECT 'init_privs ' || pg_catalog.pg_describe_object(ip.classoid, ip.objoid, ip.objsubid)
+	           || ' ' || ip.privtype::text || ' ' || ip.initprivs::text
+	      FROM pg_catalog.pg_init_privs AS ip JOIN members AS m
+	        ON m.classid = ip.classoid AND m.objid = ip.objoid
+	    UNION ALL
+	    -- what pg_dump dumps of the extension's tables
+	    SELECT 'config ' || c::pg_catalog.regclass::text || ' ' || COALESCE(ext.extcondition[pg_catalog.array_position(ext.extconfig, c)], '')
+	      FROM ext, pg_catalog.unnest(ext.extconfig) AS c
+	    UNION ALL
+	    SELECT 'extension ' || extname || ' ' || extversion || ' schema ' || extnamespace::pg_catalog.regnamespace::text FROM ext)
+	SELECT line FROM lines ORDER BY line COLLATE "C"}, "'$ext'");
+	return $node->safe_psql($db, $sql);
 }
 
 1;
