@@ -8,8 +8,16 @@
 #	  comment, README.md's table and scripts/test-matrix.sh's default.  And an
 #	  unsupported major is refused at build time with one message naming the
 #	  range, before anything is compiled (the Makefile) and by the #error
-#	  (other build systems), while the server under test is accepted.  No
-#	  server is started.
+#	  (other build systems), while the server under test is accepted.
+#
+#	  The extension's own version is one decision too: bidguard.control's
+#	  default_version X.Y, the Makefile's EXTVERSION, META.json's version and
+#	  provides version X.Y.0 (semantic), the newest release in CHANGELOG.md
+#	  and in debian/changelog.  Every released install script is frozen
+#	  (its checksum is below: a change to the SQL surface is a new version
+#	  with an upgrade script, never an edit), and from every released
+#	  version the upgrade scripts lead to the current one.  No server is
+#	  started.
 
 use strict;
 use warnings FATAL => 'all';
@@ -46,20 +54,98 @@ like(slurp('META.json'), qr/"PostgreSQL": ">= 15\.0\.0, < 19\.0\.0"/,
 	'META.json: requires PostgreSQL >= 15.0.0, < 19.0.0');
 like(slurp('bidguard.control'), qr/^# Supported: PostgreSQL \Q$range\E\b/m,
 	'bidguard.control: says PostgreSQL 15 to 18');
-my $readme = slurp('README.md');
-my ($table) = $readme =~ /^## Supported versions\n(.*?)^## /ms;
-ok(defined $table, 'README.md has a Supported versions section');
+# The table is in the operations guide (README.md before it was split).
+my ($versions_page) = grep { -e "$src/$_" && slurp($_) =~ /^## Supported versions$/m }
+  ('doc/operations.md', 'README.md');
+$versions_page //= 'doc/operations.md';
+my ($table) = -e "$src/$versions_page" ? slurp($versions_page) =~ /^## Supported versions\n(.*?)^## /ms : ();
+ok(defined $table, "$versions_page has a Supported versions section");
 $table //= '';
 for my $major (@supported)
 {
-	like($table, qr/^\| $major \| supported\b/m, "README.md: $major is supported");
+	like($table, qr/^\| $major \| supported\b/m, "$versions_page: $major is supported");
 }
 like($table, qr/^\| 14 and older, 19 and newer \| refused at build time \|/m,
-	'README.md: the others are refused');
+	"$versions_page: the others are refused");
 like(slurp('scripts/test-matrix.sh'), qr/^\[ "\$\{#majors\[@\]\}" -gt 0 \] \|\| majors=\(15 18\)$/m,
 	'scripts/test-matrix.sh: CI tests 15 and 18');
 like(slurp('.ci/run'), qr/make --no-print-directory test-matrix PG_MATRIX="15 18"/,
 	'.ci/run: runs the matrix on 15 and 18');
+
+# The extension's version, in every place that says it.
+my ($extversion) = slurp('bidguard.control') =~ /^default_version = '(\d+\.\d+)'$/m;
+ok(defined $extversion, "bidguard.control: default_version is X.Y ($extversion)");
+$extversion //= '?';
+like(slurp('Makefile'), qr/^EXTVERSION = \Q$extversion\E$/m, "Makefile: EXTVERSION is $extversion");
+my $meta = slurp('META.json');
+my @meta_versions = $meta =~ /"version": "([^"]+)"/g;
+# the release's, provides.bidguard's, and meta-spec's (the last)
+is($meta_versions[0], "$extversion.0", "META.json: version is $extversion.0");
+is($meta_versions[1], "$extversion.0", "META.json: provides.bidguard.version is $extversion.0");
+like($meta_versions[0] // '', qr/^\d+\.\d+\.\d+$/, 'META.json: the version is semantic (X.Y.Z)');
+my $changelog = slurp('CHANGELOG.md');
+like($changelog, qr/^The format is based on \[Keep a Changelog\]/m, 'CHANGELOG.md: Keep a Changelog');
+my ($newest) = $changelog =~ /^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$/m;
+is($newest, "$extversion.0", "CHANGELOG.md: the newest release is $extversion.0");
+like($changelog, qr/^\[\Q$extversion.0\E\]: /m, "CHANGELOG.md: $extversion.0 has its link");
+SKIP:
+{
+	skip 'no debian/changelog', 1 unless -e "$src/debian/changelog";
+	like(slurp('debian/changelog'), qr/\A\S+ \(\Q$extversion.0\E(-\d+)?\) /,
+		"debian/changelog: the newest package is of $extversion.0");
+}
+
+# Released install scripts never change.  Add a version (and its upgrade
+# script) instead; add a line here when a version is released.
+my %frozen = (
+	'sql/bidguard--1.0.sql' => '82a0dd654f9633411ce6f07e236bf5390f43a26fb7584f77969d0349a566a13d',
+	'scaleout/plproxy/bidguard_proxy--1.0.sql' => '239ef6e60a14bd16b78782eabd0798fb84db7ce71d223c9978d34176f04eac60',
+	'scaleout/plproxy/bidguard_shard--1.0.sql' => 'f4c6296e21c52eb769ef4f0057a63a85633e7b8a4af1af63f8e587c74aa6f15a',
+	'scaleout/citus/bidguard_citus--1.0.sql' => 'dec3404fabe8e75311dbf6dc2dccba1e956570a6d57b1742b9edfda8757e8b9b',);
+for my $f (sort keys %frozen)
+{
+	my ($sum) = (`sha256sum '$src/$f'` // '') =~ /^([0-9a-f]{64})/;
+	is($sum, $frozen{$f}, "$f: the released install script is unchanged");
+}
+
+# From every released version of each extension, a chain of upgrade
+# scripts to its default_version; each script refuses psql.
+for my $path ('bidguard.control', glob("$src/scaleout/*/*.control"))
+{
+	(my $control = $path) =~ s{^\Q$src\E/}{};
+	my ($dir, $ext) = $control =~ m{^(?:(.*)/)?([^/]+)\.control$};
+	$dir = defined $dir ? "$dir" : 'sql';
+	my ($current) = slurp($control) =~ /^default_version = '([^']+)'$/m;
+	my (%edges, @installs);
+	for my $f (glob("$src/$dir/$ext--*.sql"))
+	{
+		my ($name) = $f =~ m{([^/]+)$};
+		if ($name =~ /^\Q$ext\E--([0-9.]+)--([0-9.]+)\.sql$/)
+		{
+			push @{ $edges{$1} }, $2;
+			like(slurp("$dir/$name"), qr/^\\echo Use "ALTER EXTENSION \Q$ext\E UPDATE TO '\Q$2\E'" to load this file\. \\quit$/m,
+				"$dir/$name: refuses to run in psql");
+		}
+		elsif ($name =~ /^\Q$ext\E--([0-9.]+)\.sql$/)
+		{
+			push @installs, $1;
+		}
+	}
+	# the current version's install script is built from sql/bidguard.sql
+	push @installs, $current if $ext eq 'bidguard' && !grep { $_ eq $current } @installs;
+	ok((grep { $_ eq $current } @installs), "$ext: there is an install script for $current");
+	for my $from (grep { $_ ne $current } @installs)
+	{
+		my %seen;
+		my @todo = ($from);
+		while (my $v = shift @todo)
+		{
+			next if $seen{$v}++;
+			push @todo, @{ $edges{$v} // [] };
+		}
+		ok($seen{$current}, "$ext: $from updates to $current");
+	}
+}
 
 # The build refuses a major outside the range before compiling, with one
 # message, and accepts this server's.  A stand-in pg_config says the
