@@ -5,21 +5,34 @@
  *
  * bidguard keeps two races of trading and marketplace workers out of the
  * data: duplicate active bids for one posting, and trades of one bot inside
- * its cooldown.  The guards are transaction-scoped heavyweight locks of a
- * class of bidguard's own (locks.c), row locks, a partial unique index and
- * triggers.  The bid functions are in bids.c (bids.h) and bid_batch.c, their
- * direct reads and writes in bid_write.c (bid_write.h), the bid statuses and
- * bidguard_bids' trigger in bid_status.c (bid_status.h), the trade decision
- * and functions in trades.c, the admitted trade's direct insert in
- * trade_write.c and bidguard_trades' trigger in trade_trigger.c (trades.h),
- * the restore rule in restore.c, the cooldown trigger's row logic in
- * cooldown.c, the guards on the application's tables in guard_trigger.c and
- * guard_admin.c (guards.h), the audit trail and ids in events.c, the
- * inserts without an executor per row in direct.c, the statistics in
- * stats.c, where statements go when Citus distributes the tables in
- * placement.c, and what they share (argument checks, the SPI plan cache, the
- * one-row result helper) in bidguard.c.  Version differences of PostgreSQL
- * are in compat.h only.
+ * its cooldown; it also limits rates and concurrency by key.  The guards are
+ * transaction-scoped heavyweight locks of classes of bidguard's own
+ * (locks.c), row locks, a partial unique index and triggers.  Where things
+ * are, by concern:
+ *
+ *	 module.c		_PG_init and every setting (depends on the others; none on it)
+ *	 bidguard.c		argument checks, the SPI plan cache, the one-row result helper
+ *	 locks.c		lock tags, bounded waits, bidguard_lock, bidguard_lock_key
+ *	 stats.c		shared-memory statistics
+ *	 compat.h		every difference between PostgreSQL majors
+ *	 bids.c (bids.h), bid_batch.c		the bid functions, one and many postings
+ *	 bid_write.c (bid_write.h)		their direct reads and writes
+ *	 bid_status.c (bid_status.h)	statuses and bidguard_bids' trigger
+ *	 trades.c, trade_write.c, trade_trigger.c (trades.h)
+ *					the trade decision, the admitted trade's insert,
+ *					bidguard_trades' trigger
+ *	 cooldown.c		the cooldown rule's row logic both cooldown triggers share
+ *	 guard_trigger.c, guard_admin.c, guard_common.c (guards.h)
+ *					guards on the application's tables
+ *	 rate_limit.c (rate_limit.h), rate_guard.c		rate limits, and on INSERT
+ *	 slots.c, slot_guard.c		concurrency slots, and on INSERT
+ *	 events.c		the audit trail and ids
+ *	 direct.c		inserts without an executor per row
+ *	 restore.c		what pg_restore may load as it was
+ *	 shard.c		bidguard_shard_key, the routing key of every scale-out
+ *	 placement.c, shard_fence.c	Citus placement, the PL/Proxy shard fence
+ *
+ * Each .c file's header states its locking protocol.
  *
  * src/bidguard.h
  *

@@ -11,7 +11,13 @@
  * and schema-qualified, down to the operators.  Guarding a table is for its
  * owner only (guard_open_table).
  *
- * Locks: none.
+ * Locks: guard_open_table checks ownership first, then opens the table in
+ * the mode its caller names and keeps that lock to the end of the
+ * transaction.  Adding or removing a guard's trigger (guard_create_trigger,
+ * guard_drop_trigger) takes ShareRowExclusiveLock on the table, the lock
+ * CREATE TRIGGER takes, so that a guard never appears or vanishes in the
+ * middle of another transaction's insert; reading a guarded row's key takes
+ * nothing.  No lock of bidguard's own class is taken here.
  *
  * src/guard_common.c
  *

@@ -20,8 +20,9 @@ SELECT n.nspname AS bg_schema
 -- The extension itself (§1).
 --
 SELECT has_extension('bidguard', 'extension bidguard is installed');
-SELECT is(extversion, '1.0', 'extension version is 1.0')
-  FROM pg_extension WHERE extname = 'bidguard';
+SELECT is(e.extversion, a.default_version, 'extension version is the control file''s default_version')
+  FROM pg_extension AS e JOIN pg_available_extensions AS a ON a.name = e.extname
+ WHERE e.extname = 'bidguard';
 SELECT is(extrelocatable, false, 'extension is not relocatable')
   FROM pg_extension WHERE extname = 'bidguard';
 SELECT is_empty(
