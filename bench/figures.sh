@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/figures.sh — the comparisons quoted in README.md, on a throwaway
+# bench/figures.sh — the comparisons quoted in doc/benchmarks.md, on a throwaway
 # cluster (scripts/cluster.sh) of this machine:
 #   bidguard_create_bid vs INSERT ... ON CONFLICT DO NOTHING, 100 and 1,000,000 postings;
 #   bidguard_try_trade vs an exclusion-constraint table vs PL/pgSQL, 10 and 10,000 bots.

@@ -13,7 +13,7 @@ results="${BENCH_RESULTS:-$root/bench/results}"
 mkdir -p "$results"
 work="$(mktemp -d /tmp/bidguard-bench-scaleout.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-cp -r "$root/bench" "$root/test" "$root/README.md" "$work/"
+cp -r "$root/bench" "$root/test" "$root/doc" "$work/"
 out="$work/scaleout.tsv"
 run=(env PATH="$bindir:$PATH" PG_REGRESS="$pgxs/src/test/regress/pg_regress"
     PERL5LIB="$pgxs/src/test/perl" PG_TEST_PORT_DIR="$work" TESTDIR="$work" BIDGUARD_SRCDIR="$work"

@@ -8,7 +8,7 @@
 #                                          exit 0 when Citus is installed in that
 #                                          server, 1 otherwise (builds nothing)
 #
-# Users install Citus from Citus's own packages (README.md, Scaling out); this
+# Users install Citus from Citus's own packages (doc/scaleout.md, With Citus); this
 # script is for machines that cannot reach them, such as CI.  The source is the
 # unmodified Citus 13.2.2 tarball with its one-line build fix for PostgreSQL 15.14
 # and later, both in ../shared/deps/ (BIDGUARD_CITUS_DEPS to point elsewhere).

@@ -13,7 +13,7 @@
 # `dpkg -x` into $BIDGUARD_CACHE/debian-postgresql-VERSION: nothing is installed,
 # and PostgreSQL's relocatable paths make pg_config, the server and PGXS work
 # from there.  test/t/013_pg_upgrade.pl uses it to upgrade from a second 15
-# release (see README.md, Upgrading PostgreSQL).  Reused when present.
+# release (see doc/operations.md, Upgrading PostgreSQL).  Reused when present.
 set -euo pipefail
 
 major="${1:-}"

@@ -198,7 +198,7 @@ COMMENT ON FUNCTION @extschema@.bidguard_lock_key(text, text) IS
     'the stable 64-bit lock key of (namespace, key): FNV-1a over their UTF-8 bytes joined by a zero byte';
 
 --
--- The routing key of a scaled-out bidguard (README.md, Scaling out): which
+-- The routing key of a scaled-out bidguard (doc/scaleout.md): which
 -- PL/Proxy partition or Citus shard owns a posting or a bot.  Fixed forever:
 -- FNV-1a 64 as in bidguard_lock_key, then murmur3's fmix64, low 32 bits.
 --

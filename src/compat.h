@@ -32,7 +32,7 @@
 
 /* The Makefile checks the same range before compiling anything. */
 #if PG_VERSION_NUM < 150000 || PG_VERSION_NUM >= 190000
-#error "bidguard supports PostgreSQL 15, 16, 17 and 18; see README.md, Supported versions"
+#error "bidguard supports PostgreSQL 15, 16, 17 and 18; see doc/operations.md, Supported versions"
 #endif
 
 #include "access/genam.h"

@@ -1,7 +1,7 @@
 'use strict';
 // bidguard from Node.js: an action limited to maxCount per window per key,
 // with bidguard_rate_limit in the action's own transaction, retried after
-// retry_after (README.md, "Retrying").
+// retry_after (doc/api.md, "Retrying").
 //
 //   cd examples/node && npm ci && node rate_limit.js --calls 10 --max 3 --per '1 second'
 //

@@ -2,7 +2,7 @@
 """shard_key.py -- bidguard_shard_key() in Python, for clients that route themselves.
 
 bidguard_shard_key(marketplace_id, posting_id) decides which shard owns a
-posting, bidguard_shard_key(bot_id) which shard owns a bot (README.md,
+posting, bidguard_shard_key(bot_id) which shard owns a bot (doc/api.md,
 Routing key).  A client that talks to the shards directly computes the same
 value with this function: the algorithm is fixed forever.
 

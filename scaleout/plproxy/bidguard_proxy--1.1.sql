@@ -7,7 +7,7 @@
 --   a bot:      bidguard_shard_key(bot_id) & (partitions - 1)
 --   an id:      id >> 48 (the shard allocated it in its partition's range)
 -- Each proxied call commits on its shard before it returns (PL/Proxy runs it
--- in a transaction of its own): README.md, Scaling out, says what that means
+-- in a transaction of its own): doc/scaleout.md, With PL/Proxy, says what that means
 -- for a trade, and why bidguard_lock() is refused here.
 
 \echo Use "CREATE EXTENSION bidguard_proxy" to load this file. \quit

@@ -296,7 +296,7 @@ SELECT is_empty(
 --
 -- The posting lock: held to the end of the transaction, recognisable in
 -- pg_locks as an advisory lock of bidguard's posting class (objsubid 25089,
--- README) whose key is bidguard_lock_key(marketplace_id, posting_id).
+-- doc/api.md, Locks) whose key is bidguard_lock_key(marketplace_id, posting_id).
 --
 SELECT is(count(*), 1::bigint, 'create_bid holds its posting''s lock until the end of the transaction')
   FROM pg_locks AS l

@@ -1,5 +1,5 @@
 -- test/pgtap/rate_slots.sql
---	  Rate limits and concurrency slots (README, "Rate limits and slots"):
+--	  Rate limits and concurrency slots (doc/api.md, "Rate limits and concurrency slots"):
 --	  the tables and their checks, the functions' exact signatures and
 --	  result columns, defaults, privileges (PUBLIC has none on the tables; a
 --	  worker needs INSERT on bidguard_rate_events, nothing else), the

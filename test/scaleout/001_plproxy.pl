@@ -58,7 +58,7 @@ sub on_shard_of
 # not proxied are triggers, the C functions the views sit on,
 # bidguard_duplicate_active / bidguard_cooldown_violations (table audits: run
 # them on a shard, or RUN ON ALL with a function of your own), and
-# bidguard_create_bids (a batch spans shards; README, With PL/Proxy), and
+# bidguard_create_bids (a batch spans shards; doc/scaleout.md, With PL/Proxy), and
 # the rate-limit and slot guards and the pruning (run them on each shard).
 my $functions_sql = q{
 	SELECT p.oid::regprocedure::text || ' ' || pg_get_function_arguments(p.oid)

@@ -3,7 +3,7 @@
 
 # test/scaleout/002_citus.pl
 #	  bidguard on Citus: a coordinator and two workers, laid out by the
-#	  README's block (bidguard_citus_distribute()).
+#	  doc/scaleout.md's block (bidguard_citus_distribute()).
 #	  - Moving a single-node database: every bid, bot, trade and event
 #	    survives, on the worker that holds its key, with the same ids,
 #	    statuses and times; a posting with an active bid still dedupes.
@@ -454,7 +454,7 @@ ok(scalar(@late), 'stopped worker: after its restart the coordinator reached it 
 invariants('after the stop');
 
 # ---------------------------------------------------------------- a worker added, shards moved
-# The README's steps: the new node's id range, Citus's rebalancer, then the
+# doc/scaleout.md's steps: the new node's id range, Citus's rebalancer, then the
 # events of the rows that moved follow them.
 my $worker3 = citus_node('worker3');
 $co->safe_psql('postgres', "SELECT citus_add_node('" . $worker3->host . "', " . $worker3->port . ')');

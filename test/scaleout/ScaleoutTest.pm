@@ -34,22 +34,22 @@ our @EXPORT = qw(
   check_no_key_on_two_nodes
 );
 
-# The README's set-up blocks (```sql-shard, ```sql-proxy), so that the
-# cluster is made the way the README tells users to make it.
+# doc/scaleout.md's set-up blocks (```sql-shard, ```sql-proxy), so that the
+# cluster is made the way doc/scaleout.md tells users to make it.
 sub readme_block
 {
 	my ($lang) = @_;
 	my $src = $ENV{BIDGUARD_SRCDIR} // "$FindBin::RealBin/../..";
-	my $readme = slurp_file("$src/README.md");
+	my $readme = slurp_file("$src/doc/scaleout.md");
 	$readme =~ /^```\Q$lang\E\n(.*?)^```$/ms
-	  or BAIL_OUT("README.md has no ```$lang block");
+	  or BAIL_OUT("doc/scaleout.md has no ```$lang block");
 	return $1;
 }
 
 # A PL/Proxy cluster: $params{shards} shard nodes (default 2), each with
 # bidguard preloaded, bidguard and bidguard_shard created and configured as
 # partition i of the shard count, and a proxy node with plproxy and
-# bidguard_proxy, whose server "bidguard" names the shards: the README's
+# bidguard_proxy, whose server "bidguard" names the shards: doc/scaleout.md's
 # blocks, with this cluster's partitions and connection strings.  Returns
 # ($proxy, [$shard0, $shard1, ...]).
 sub plproxy_cluster
@@ -72,7 +72,7 @@ deadlock_timeout = '100ms'
 });
 		$node->start;
 		(my $sql = $shard_sql) =~ s/bidguard_shard_configure\(2, '\{0\}'\)/bidguard_shard_configure($n, '{$i}')/
-		  or BAIL_OUT('README.md: the sql-shard block does not call bidguard_shard_configure(2, \'{0}\')');
+		  or BAIL_OUT('doc/scaleout.md: the sql-shard block does not call bidguard_shard_configure(2, \'{0}\')');
 		$node->safe_psql('postgres', $sql);
 		push @shards, $node;
 	}
@@ -84,16 +84,16 @@ deadlock_timeout = '100ms'
 		map { "p$_ 'host=" . $shards[$_]->host . ' port=' . $shards[$_]->port . " dbname=postgres'" }
 		  0 .. $n - 1);
 	$proxy_sql =~ s/OPTIONS \(p0 [^)]*\)/OPTIONS ($options)/
-	  or BAIL_OUT('README.md: the sql-proxy block has no OPTIONS (p0 ...)');
+	  or BAIL_OUT('doc/scaleout.md: the sql-proxy block has no OPTIONS (p0 ...)');
 	$proxy->safe_psql('postgres', $proxy_sql);
 	return ($proxy, \@shards);
 }
 
 # A Citus cluster: a coordinator and $params{workers} workers (default 2),
-# each with citus and bidguard preloaded and the README's settings, citus
+# each with citus and bidguard preloaded and doc/scaleout.md's settings, citus
 # created on each, the workers added to the coordinator, and bidguard
 # created on the coordinator (Citus creates it on the workers).  Nothing is
-# distributed yet: citus_distribute runs the README's block.  Returns
+# distributed yet: citus_distribute runs doc/scaleout.md's block.  Returns
 # ($coordinator, [$worker1, ...]).
 sub citus_cluster
 {
@@ -132,7 +132,7 @@ deadlock_timeout = '100ms'
 	return $node;
 }
 
-# The README's ```sql-citus block, on the coordinator: bidguard_citus and
+# doc/scaleout.md's ```sql-citus block, on the coordinator: bidguard_citus and
 # the layout.  Returns what bidguard_citus_distribute() reported.
 sub citus_distribute
 {

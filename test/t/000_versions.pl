@@ -5,7 +5,7 @@
 #	  The supported PostgreSQL majors, 15 to 18, are one decision written in
 #	  six places, and they must agree: the Makefile's PG_SUPPORTED_MAJORS,
 #	  src/compat.h's #error, META.json's prerequisite, the control file's
-#	  comment, README.md's table and scripts/test-matrix.sh's default.  And an
+#	  comment, doc/operations.md's table and scripts/test-matrix.sh's default.  And an
 #	  unsupported major is refused at build time with one message naming the
 #	  range, before anything is compiled (the Makefile) and by the #error
 #	  (other build systems), while the server under test is accepted.
@@ -54,11 +54,8 @@ like(slurp('META.json'), qr/"PostgreSQL": ">= 15\.0\.0, < 19\.0\.0"/,
 	'META.json: requires PostgreSQL >= 15.0.0, < 19.0.0');
 like(slurp('bidguard.control'), qr/^# Supported: PostgreSQL \Q$range\E\b/m,
 	'bidguard.control: says PostgreSQL 15 to 18');
-# The table is in the operations guide (README.md before it was split).
-my ($versions_page) = grep { -e "$src/$_" && slurp($_) =~ /^## Supported versions$/m }
-  ('doc/operations.md', 'README.md');
-$versions_page //= 'doc/operations.md';
-my ($table) = -e "$src/$versions_page" ? slurp($versions_page) =~ /^## Supported versions\n(.*?)^## /ms : ();
+my $versions_page = 'doc/operations.md';
+my ($table) = slurp($versions_page) =~ /^## Supported versions\n(.*?)^## /ms;
 ok(defined $table, "$versions_page has a Supported versions section");
 $table //= '';
 for my $major (@supported)

@@ -2,15 +2,15 @@
 # Copyright (c) bidguard contributors
 
 # test/t/012_guard_migration.pl
-#	  The README's "Migrating from check-then-insert and a Redis lock", on a
+#	  doc/migrating.md's "Migrating from check-then-insert and a Redis lock", on a
 #	  bigger legacy database, then a race of the workers' plain SQL on the
 #	  guarded tables, then the guards through pg_dump/pg_restore, renames and
-#	  DROP EXTENSION (README "Guarding your own tables", SPEC §6 and §9).
+#	  DROP EXTENSION (doc/api.md "Guarding your own tables", SPEC §6 and §9).
 #
-#	  1. Legacy data, as the ORM made it (the README's `bids` and `trades`,
+#	  1. Legacy data, as the ORM made it (doc/migrating.md's `bids` and `trades`,
 #	     `timestamp` columns holding UTC, in a database whose sessions run in
 #	     Asia/Kolkata so that a `timestamp` read as local time would be 5:30
-#	     off): the README's rows plus 3000 bids over 300 postings of two
+#	     off): doc/migrating.md's rows plus 3000 bids over 300 postings of two
 #	     marketplaces (45 postings with 2 or 3 active bids, the oldest
 #	     active bid not the first inserted) and about 1000 trades of 20 bots
 #	     (double trades 8 s apart, late fills 15.5 s before the next trade,
@@ -19,12 +19,12 @@
 #	     from the generated rows; bidguard_duplicate_active and
 #	     bidguard_cooldown_violations must report exactly those, as must an
 #	     independent SQL count (GROUP BY; a self-join for the pairs).
-#	  2. The README's migration steps, verbatim: guarding the bids fails with
+#	  2. doc/migrating.md's migration steps, verbatim: guarding the bids fails with
 #	     23505 before the cleanup and changes nothing (no index, no row, no
 #	     guard); guarding a `timestamp` column fails with 42804; the cleanup
 #	     keeps each posting's oldest active bid; the conversion AT TIME ZONE
 #	     'UTC' keeps every instant (the audit gives the same pairs); both
-#	     guards are listed by bidguard_guards; the README's worker SQL works
+#	     guards are listed by bidguard_guards; doc/migrating.md's worker SQL works
 #	     (ON CONFLICT DO NOTHING, the trade flow with \gset, 23P01 after it,
 #	     a 'guard' lock in bidguard_locks meanwhile), a back-dated row is
 #	     refused too, and a fill outside [created_at, now] is 23514.
@@ -98,7 +98,7 @@ sub run_states
 # 1. Legacy data
 # -------------------------------------------------------------------------
 
-# The README's tables and rows, verbatim.
+# doc/migrating.md's tables and rows, verbatim.
 $node->safe_psql(
 	$db, q{
 CREATE TABLE bids (id serial PRIMARY KEY, marketplace_id text NOT NULL,
@@ -131,7 +131,7 @@ sub active_bids
 	return $p % 2;
 }
 my (@bid_rows, @dup_expected, @kept_expected);
-my $withdrawn_by_cleanup = 2;    # the README's job-1 and job-2
+my $withdrawn_by_cleanup = 2;    # doc/migrating.md's job-1 and job-2
 push @dup_expected, 'upwork, job-1|2', 'upwork, job-2|2';
 for my $p (1 .. @MARKETPLACES * $PER_MARKETPLACE)
 {
@@ -185,7 +185,7 @@ for my $bot (101 .. 120)
 	}
 }
 # The pairs of consecutive effective times closer than 30 s, per bot, and
-# the README's bot 4 (20:28:53.9 then 20:28:54.6, 6 days after the base).
+# doc/migrating.md's bot 4 (20:28:53.9 then 20:28:54.6, 6 days after the base).
 my @pairs_expected = ('4|592133900|592134600');
 {
 	my %by_bot;
@@ -215,9 +215,9 @@ note sprintf('%d bids, %d postings with 2-3 active bids; %d trades, %d pairs clo
 	@bid_rows + 5, scalar(@dup_expected), @trade_rows + 3, scalar(@pairs_expected));
 is(scalar(@dup_expected), 47, 'the legacy bids have 47 postings with several active bids');
 is(scalar(@pairs_expected), 20,
-	'the legacy trades have 20 pairs closer than 30 s (14 double trades, 5 late fills, the README\'s)');
+	'the legacy trades have 20 pairs closer than 30 s (14 double trades, 5 late fills, doc/migrating.md\'s)');
 
-# README step 1: install bidguard, then find what the races left behind.
+# doc/migrating.md step 1: install bidguard, then find what the races left behind.
 $node->safe_psql($db, 'CREATE EXTENSION bidguard');
 
 my $dup_audit_sql = q{
@@ -265,7 +265,7 @@ is($sorted->($node->safe_psql($db, $pairs_own_sql)),
 	join("\n", sort @pairs_expected), '... as an independent self-join does');
 
 # -------------------------------------------------------------------------
-# 2. The README's migration steps
+# 2. doc/migrating.md's migration steps
 # -------------------------------------------------------------------------
 
 my $bids_md5_sql = q{SELECT count(*) || ' ' || md5(string_agg(b::text, E'\n' ORDER BY b.id)) FROM bids AS b};
@@ -296,7 +296,7 @@ is($node->safe_psql($db, 'SELECT count(*) FROM bidguard_guards'),
 	'0', '... and bidguard_guards is empty');
 is($node->safe_psql($db, $bids_md5_sql), $bids_before, '... and no bid changed');
 
-# README step 2: clean the duplicates.
+# doc/migrating.md step 2: clean the duplicates.
 my $withdrawn_sql = q{SELECT count(*) FROM bids WHERE status = 'withdrawn'};
 my $withdrawn_before = $node->safe_psql($db, $withdrawn_sql);
 $node->safe_psql(
@@ -324,9 +324,9 @@ is( $node->safe_psql(
 	SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM bids
 	 WHERE posting_id IN ('job-1', 'job-2') AND status IN ('pending', 'submitted')}),
 	'1:pending,3:submitted',
-	'the README\'s job-1 and job-2 kept their first bid (same created_at: the lowest id)');
+	'doc/migrating.md\'s job-1 and job-2 kept their first bid (same created_at: the lowest id)');
 
-# README step 3: timestamptz, then guard both tables.
+# doc/migrating.md step 3: timestamptz, then guard both tables.
 $node->safe_psql(
 	$db, q{
 ALTER TABLE trades ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE 'UTC',
@@ -344,7 +344,7 @@ $node->safe_psql($db, $guard_cooldown_sql);
 is( $node->safe_psql(
 		$db, q{SELECT kind, table_name, key_columns, cooldown FROM bidguard_guards ORDER BY table_name;}),
 	"unique_active|bids|{marketplace_id,posting_id}|\ncooldown|trades|{bot_id}|00:00:30",
-	'bidguard_guards lists both guards, as the README shows');
+	'bidguard_guards lists both guards, as doc/migrating.md shows');
 my $cidx = $node->safe_psql($db,
 	q{SELECT index_name FROM bidguard_guards WHERE kind = 'cooldown'});
 is( $node->safe_psql(
@@ -362,7 +362,7 @@ is( $node->safe_psql(
 	'both indexes carry bidguard\'s comment');
 is($node->safe_psql($db, $dup_audit_sql), '', 'bidguard_duplicate_active is empty once guarded');
 
-# README step 4: the workers' SQL.
+# doc/migrating.md step 4: the workers' SQL.
 is( $node->safe_psql(
 		$db, q{
 INSERT INTO bids (marketplace_id, posting_id, status) VALUES ('upwork', 'job-1', 'pending')
@@ -388,7 +388,7 @@ RETURNING id}),
 		q{SELECT count(*) || ' ' || count(*) FILTER (WHERE filled_at >= created_at) FROM trades WHERE bot_id = 7;});
 	is($states,
 		'00000 00000 00000 00000 00000 23P01 00000 23P01 00000 23514 23514 00000',
-		'the README\'s trade flow commits, the next trade is 23P01, back-dating is 23P01, fills outside [created_at, now] are 23514'
+		'doc/migrating.md\'s trade flow commits, the next trade is 23P01, back-dating is 23P01, fills outside [created_at, now] are 23514'
 	);
 	is($out, "guard\n0\n2 1",
 		'... the flow held a \'guard\' lock, none is left, bot 7 has its trade and the one an hour back');
@@ -411,7 +411,7 @@ $node->safe_psql(
 SELECT bidguard_guard_cooldown('trades', 'bot_id', 'created_at', '$COOLDOWN_MS milliseconds', 'filled_at');
 -- Each worker records its outcome in its own transaction.
 CREATE UNLOGGED TABLE race_outcomes (run text NOT NULL, kind text NOT NULL, outcome text NOT NULL);
--- The trader's INSERT (README step 4), with 23P01 caught: PG15's pgbench
+-- The trader's INSERT (doc/migrating.md step 4), with 23P01 caught: PG15's pgbench
 -- would abort the client on it.
 CREATE FUNCTION race_trade(p_bot integer, p_run text) RETURNS integer
 LANGUAGE plpgsql AS \$\$
@@ -608,7 +608,7 @@ for my $run (@runs)
 	push @figures, $fig;
 }
 
-# Back to the README's cooldown for what follows.
+# Back to doc/migrating.md's cooldown for what follows.
 $node->safe_psql($db, $guard_cooldown_sql);
 is( $node->safe_psql(
 		$db, q{SELECT cooldown || ' ' || index_name FROM bidguard_guards WHERE kind = 'cooldown'}),

@@ -135,7 +135,7 @@ sub upgrade_from
 
 	# 3. pg_upgrade.  An old cluster without data checksums (initdb's default
 	# before 18) needs a new one without them too: from 18 initdb enables
-	# them (README: Upgrading PostgreSQL).
+	# them (doc/operations.md: Upgrading PostgreSQL).
 	$old->stop;
 	my $new = PostgreSQL::Test::Cluster->new("new$i");
 	$new->init($old_major < 18 && $new_major >= 18 ? (no_data_checksums => 1) : ());

@@ -3,7 +3,7 @@
 
 # test/t/018_shard_key.pl
 #	  bidguard_shard_key() is the same function outside the server: the
-#	  Python of examples/python/shard_key.py (the README's routing recipe)
+#	  Python of examples/python/shard_key.py (doc/api.md's routing recipe)
 #	  and the server agree on 6,000 keys — ASCII, multibyte, long, empty,
 #	  pairs whose parts hold what a separator would confuse, and bigints at
 #	  both ends of their range — in a UTF8 database and in a LATIN1 one (the
@@ -85,7 +85,7 @@ is($node->safe_psql('latin1', q{SELECT bidguard_shard_key('ebay', 'Ünïcode é'
 	$node->safe_psql('postgres', q{SELECT bidguard_shard_key('ebay', 'Ünïcode é')}),
 	'LATIN1 and UTF8 databases route a key alike');
 
-# The partition the README shows.
+# The partition doc/api.md shows.
 my ($out, $err) = ('', '');
 IPC::Run::run([ $python, $script, '--partitions', '4', 'ebay', 'posting-42' ], '>', \$out, '2>', \$err);
 chomp $out;

@@ -19,7 +19,11 @@
 #	    - every guard still refuses what it should (check_restored_copy),
 #	      and what the new version added works there;
 #	    - a pg_dump / pg_restore of the updated database is again identical
-#	      to a fresh install, with the same rows.
+#	      to a fresh install, with the same rows;
+#	    - a dump taken at X.Y, restored onto this release, is the current
+#	      version with the old rows;
+#	    - from 1.0, a view of the user's over bidguard_stats (which the
+#	      update drops and makes again) stops the update as a whole (2BP01).
 #	  A change to the catalog the comparison must see is made and seen (so
 #	  the comparison can fail).  Downgrading is refused: there are no
 #	  downgrade scripts (doc/operations.md, Upgrading bidguard).
@@ -120,6 +124,25 @@ for my $from (@released)
 	my $before = data_fingerprints($node, $db, $guard_columns);
 	like($before->{guards}, qr/cooldown.*\n.*unique_active/s, "$from: the application's table has two guards");
 
+	# A dump taken at the old version, for the restore onto this release.
+	my $old_dump = $node->basedir . "/$db.old.dump";
+	$node->command_ok([ 'pg_dump', '-Fc', '-f', $old_dump, '-d', $db ], "$from: pg_dump -Fc at $from");
+
+	# A view of the user's over bidguard_stats, which the 1.0 -> 1.1 update
+	# drops and makes again: the update fails as a whole (2BP01) and the
+	# database stays at the old version until the view is dropped.
+	my ($ret, $out, $err);
+	if ($from eq '1.0')
+	{
+		$node->safe_psql($db, 'CREATE VIEW my_stats AS SELECT bids_created FROM bidguard_stats');
+		($ret, $out, $err) = $node->psql($db, 'ALTER EXTENSION bidguard UPDATE');
+		like($err, qr/cannot drop view bidguard_stats because other objects depend on it/,
+			"$from: a view of the user's over bidguard_stats stops the update");
+		is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'bidguard'}),
+			$from, "$from: ... and the database is still at $from, untouched");
+		$node->safe_psql($db, 'DROP VIEW my_stats');
+	}
+
 	$node->safe_psql($db, 'ALTER EXTENSION bidguard UPDATE');
 	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'bidguard'}),
 		$current, "$from: updated to $current");
@@ -140,7 +163,7 @@ for my $from (@released)
 
 	# What the new version brought works in the updated database.
 	$node->safe_psql($db, q{SELECT bidguard_guard_rate_limit('app_orders', 'account', 1, '1 hour')});
-	my ($ret, $out, $err) = $node->psql($db,
+	($ret, $out, $err) = $node->psql($db,
 		q{INSERT INTO app_orders (account, placed_at, status) VALUES ('acct-9', now(), 'done'),
 		                                                          ('acct-9', now() + interval '2 hours', 'done')});
 	like($err, qr/bidguard_rate_limit_guard/, "$from: the rate-limit guard of $current refuses the second row");
@@ -162,6 +185,20 @@ for my $from (@released)
 	  or diag(catalog_diff($fresh, $restored));
 	is($node->safe_psql("restored_$db", $FINGERPRINT_SQL), $node->safe_psql($db, $FINGERPRINT_SQL),
 		"$from: the restored copy has every row");
+
+	# The dump taken at the old version, restored onto this release: the
+	# current version (pg_dump names no version), with the old rows.
+	$node->safe_psql('postgres', "CREATE DATABASE old_dump_$db");
+	$node->command_ok([ 'pg_restore', '-d', "old_dump_$db", $old_dump ],
+		"$from: pg_restore of the dump taken at $from");
+	my $from_old_dump = extension_catalog($node, "old_dump_$db", 'bidguard');
+	is($from_old_dump, $fresh, "$from: restored from the $from dump, the catalog is a fresh $current install's")
+	  or diag(catalog_diff($fresh, $from_old_dump));
+	my $old_dump_fp = data_fingerprints($node, "old_dump_$db", $guard_columns);
+	for my $t (sort keys %$before)
+	{
+		is($old_dump_fp->{$t}, $before->{$t}, "$from: restored from the $from dump, $t is as it was");
+	}
 
 	# The comparison sees a change: a comment and a grant of the extension's.
 	$node->safe_psql($db, q{

@@ -47,7 +47,7 @@ our $ALLOWED_TRANSITIONS_SQL = q{(VALUES
 	('pending', 'expired'), ('submitted', 'won'), ('submitted', 'lost'),
 	('submitted', 'withdrawn'), ('submitted', 'expired'))};
 
-# bidguard's locks as pg_locks shows them (README): advisory locks whose
+# bidguard's locks as pg_locks shows them (doc/api.md, Locks): advisory locks whose
 # objsubid is bidguard's lock class, 25089 for a posting, 25090 for a bot,
 # 25091 for bidguard_lock(), 25092 for a key of a guarded table.
 our $BIDGUARD_LOCK_CLASSES_SQL =
