@@ -17,6 +17,16 @@
 #   make bench-memory        one backend's memory after a million calls (bench/memory.sh)
 #   make soak                a million contended operations at three isolation levels,
 #                            with backend memory sampled (scripts/soak.sh; not in CI)
+#   make deb                 the Debian package postgresql-15-bidguard, built from the
+#                            working tree with pg_buildext (debian/) outside the clone,
+#                            left in /var/cache/bidguard/deb (scripts/deb.sh; root)
+#   make deb-check           make deb, then dpkg -i it, check that it owns the files, and
+#                            run `make installcheck` against a throwaway cluster that
+#                            uses the packaged files (in CI; the package stays installed)
+#   make dist                the PGXN zip, NAME-VERSION.zip from META.json, of the
+#                            committed HEAD (git archive; DIST_DIR, DIST_WORKTREE=1)
+#   make dist-check          make dist, then check it: PGXN Meta Spec, layout, versions,
+#                            a build from the zip (scripts/check-dist.py; in CI)
 
 # PG=MAJOR chooses the server by major version (scripts/pg-config.sh): Debian's
 # package where this Debian release has that major, else the build
@@ -80,7 +90,7 @@ PG_MAJOR := $(shell $(PG_CONFIG) --version 2>/dev/null | sed -E 's/^PostgreSQL (
 $(PG_BUILD_STAMP): FORCE
 	@if [ -z "$(filter $(PG_SUPPORTED_MAJORS),$(PG_MAJOR))" ]; then \
 		echo "bidguard supports PostgreSQL 15, 16, 17 and 18; $(PG_CONFIG) is $(or $(shell $(PG_CONFIG) --version 2>/dev/null),not found)" >&2; \
-		echo "choose another server with PG_CONFIG=/path/to/pg_config (see README.md, Supported versions)" >&2; \
+		echo "choose another server with PG_CONFIG=/path/to/pg_config (see doc/operations.md, Supported versions)" >&2; \
 		exit 1; \
 	fi
 	@echo '$(PG_BUILD_ID)' | cmp -s - $@ || echo '$(PG_BUILD_ID)' >$@
@@ -127,3 +137,50 @@ bench-scaleout:
 
 soak:
 	@PG_CONFIG='$(PG_CONFIG)' bash scripts/soak.sh
+
+# The Debian package (debian/, scripts/deb.sh).  pg_buildext builds it with
+# `dh --with pgxs_loop`: `make`, `make install` and `make clean` in the top
+# directory, as a developer runs them, rather than a VPATH build per major in
+# build-MAJOR/ (`--with pgxs`).  Every file list above is a wildcard relative to
+# the top directory (src/*.c, sql/, scaleout/, test/), the rules that build
+# sql/ and src/ files expect their directories to exist, and scripts read these
+# variables (scripts/run-tests.sh): a VPATH build would need $(srcdir)/ on each
+# of them and directories made in the build tree, for no gain here, where one
+# major (15) is built in a copy of the tree made outside the clone anyway.
+.PHONY: deb deb-check dist dist-check
+
+deb:
+	@bash scripts/deb.sh --build-only
+
+deb-check:
+	@bash scripts/deb.sh
+
+# The PGXN distribution: $(DIST_NAME).zip (name and version from META.json) in
+# DIST_DIR (default: the top directory), made by `git archive` (pgvector's way),
+# so it holds the committed tree of DIST_REF (default HEAD), never uncommitted
+# changes: commit first.  DIST_WORKTREE=1 zips the working tree's files instead
+# (tracked and new, not ignored: git ls-files -co --exclude-standard), to check
+# work before it is committed.  make dist-check checks the zip (and
+# scripts/check-dist.py's own self-test); its last line is `dist: N passed, M failed`.
+DIST_PYTHON = /usr/bin/python3
+DIST_META = $(shell $(DIST_PYTHON) -c 'import json,sys; m = json.load(open(sys.argv[1])); print(m["name"] + "-" + m["version"])' META.json)
+DIST_NAME = $(DIST_META)
+DIST_DIR ?= .
+DIST_REF ?= HEAD
+DIST_ZIP = $(DIST_DIR)/$(DIST_NAME).zip
+
+dist:
+	@test -n '$(DIST_NAME)' || { echo 'dist: cannot read name and version from META.json' >&2; exit 1; }
+	@mkdir -p '$(DIST_DIR)'
+ifeq ($(DIST_WORKTREE),1)
+	@$(DIST_PYTHON) scripts/check-dist.py --make-zip '$(DIST_ZIP)' --prefix '$(DIST_NAME)/'
+else
+	git archive --format zip --prefix='$(DIST_NAME)/' --output='$(DIST_ZIP)' $(DIST_REF)
+	@if [ -n "$$(git status --porcelain 2>/dev/null)" ]; then \
+		echo 'dist: note: uncommitted changes are not in the zip (it holds $(DIST_REF)); DIST_WORKTREE=1 zips the working tree'; \
+	fi
+	@echo 'dist: $(DIST_ZIP) ($(DIST_REF) $(shell git rev-parse --short $(DIST_REF) 2>/dev/null))'
+endif
+
+dist-check: dist
+	@$(DIST_PYTHON) scripts/check-dist.py --self-test --build --pg-config '$(PG_CONFIG)' '$(DIST_ZIP)'
