@@ -509,6 +509,30 @@ run_pgtap_file() { # NAME FILE LOG
         --username "$PGUSER" --dbname "$PGTAP_DB" --verbose --timer "$2"
 }
 
+# The released versions' sources (test/releases.txt), for the package-upgrade
+# test: a git archive of each release's commit into $WORK/releases/VERSION,
+# made here (the TAP test runs in a copy of the tree without .git, and maybe
+# as another user).  A release whose commit is not in the history (a shallow
+# clone) is left out, and the test says so and skips.
+RELEASES_DONE=""
+prepare_releases() {
+    [ -z "$RELEASES_DONE" ] || return 0
+    RELEASES_DONE=1
+    local version commit
+    mkdir -p "$WORK/releases"
+    while read -r version commit _; do
+        case "$version" in '' | '#'*) continue ;; esac
+        if git -C "$ROOT" cat-file -e "$commit^{commit}" 2>/dev/null; then
+            mkdir -p "$WORK/releases/$version"
+            git -C "$ROOT" archive "$commit" | tar -x -C "$WORK/releases/$version"
+        else
+            note "tap: release $version ($commit) is not in this clone's history"
+        fi
+    done <"$ROOT/test/releases.txt"
+    cluster_chown "$WORK/releases"
+    BIDGUARD_RELEASES="$WORK/releases"
+}
+
 # test/t/013_pg_upgrade.pl's old servers: BIDGUARD_UPGRADE_FROM (pg_configs,
 # ":" between them), or, when the server under test is newer than 15, Debian's
 # installed PostgreSQL 15 (when its headers are there) and the oldest other 15
@@ -601,8 +625,11 @@ run_tap_file() { # NAME FILE LOG
     if [ "$1" = 013_pg_upgrade ]; then
         prepare_upgrade_from
     fi
+    if [ "$1" = 022_package_upgrade ]; then
+        prepare_releases
+    fi
     for v in PG_TEST_NOCLEAN PG_TEST_TIMEOUT_DEFAULT PG_TEST_EXTRA TEMP_CONFIG \
-        BIDGUARD_UPGRADE_FROM BIDGUARD_REQUIRE_UPGRADE BIDGUARD_REQUIRE_CITUS; do
+        BIDGUARD_UPGRADE_FROM BIDGUARD_REQUIRE_UPGRADE BIDGUARD_REQUIRE_CITUS BIDGUARD_RELEASES; do
         [ -z "${!v+x}" ] || envs+=("$v=${!v}")
     done
     run_logged "$3" "$WORK" "$(budget_cap "${TAP_TIMEOUT:-900}")" env "${envs[@]}" \
