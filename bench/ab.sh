@@ -37,7 +37,8 @@ lib="$("$PG_CONFIG" --pkglibdir)"
 ext="$("$PG_CONFIG" --sharedir)/extension"
 use() { # SIDE
     install -m 755 "$scratch/$1/bidguard.so" "$lib/bidguard.so"
-    install -m 644 "$scratch/$1/sql/bidguard--1.0.sql" "$ext/bidguard--1.0.sql"
+    # its control file (its default_version) and every script it has
+    install -m 644 "$scratch/$1/bidguard.control" "$scratch/$1"/sql/bidguard--*.sql "$ext/"
 }
 restore_current() {
     make -s PG_CONFIG="$PG_CONFIG" install >/dev/null 2>&1 || true

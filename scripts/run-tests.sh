@@ -571,8 +571,10 @@ prepare_upgrade_from() {
         n=$((n + 1))
         local dir="$CLUSTER_DIR/upgrade-from-build-$n"
         mkdir -p "$dir"
+        # (not the built install script of the current version: made there)
         tar -C "$ROOT" --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
-            --exclude=sql/bidguard--1.0.sql -cf - Makefile bidguard.control sql src | tar -C "$dir" -xf -
+            --exclude="sql/bidguard--$(sed -n "s/^default_version = '\(.*\)'$/\1/p" "$ROOT/bidguard.control").sql" \
+            -cf - Makefile bidguard.control sql src | tar -C "$dir" -xf -
         note "tap: building and installing bidguard for $("$pgc" --version) ($pgc), for 013_pg_upgrade"
         if make -C "$dir" -s -j"$(nproc 2>/dev/null || echo 2)" PG_CONFIG="$pgc" >"$dir/build.log" 2>&1 &&
             make -C "$dir" -s PG_CONFIG="$pgc" install >>"$dir/build.log" 2>&1; then
