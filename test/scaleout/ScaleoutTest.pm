@@ -94,7 +94,8 @@ deadlock_timeout = '100ms'
 # created on each, the workers added to the coordinator, and bidguard
 # created on the coordinator (Citus creates it on the workers).  Nothing is
 # distributed yet: citus_distribute runs doc/scaleout.md's block.  Returns
-# ($coordinator, [$worker1, ...]).
+# ($coordinator, [$worker1, ...]).  $params{version}: bidguard's version
+# (default: the control file's).
 sub citus_cluster
 {
 	my (%params) = @_;
@@ -105,7 +106,8 @@ sub citus_cluster
 		"SELECT citus_set_coordinator_host('" . $coordinator->host . "', " . $coordinator->port . ')');
 	$coordinator->safe_psql('postgres',
 		"SELECT citus_add_node('" . $_->host . "', " . $_->port . ')') for @workers;
-	$coordinator->safe_psql('postgres', 'CREATE EXTENSION bidguard');
+	$coordinator->safe_psql('postgres',
+		'CREATE EXTENSION bidguard' . ($params{version} ? " VERSION '$params{version}'" : ''));
 	return ($coordinator, \@workers);
 }
 
