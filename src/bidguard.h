@@ -300,15 +300,16 @@ struct CooldownGuard
 	/* take the key's lock, waiting as lock_timeout allows */
 	void		(*lock) (CooldownGuard *g, Datum key);
 	/*
-	 * Connected to SPI, the key's lock held: how long until time "at" is
-	 * clear of the key's other counting rows (NULL: clear now), excluding
-	 * the row "self" (NULL on INSERT); *cooldown is set to the cooldown.
+	 * Connected to SPI, the key's lock held: how long until a row of time
+	 * "at" (filled at *fill; NULL: not filled) is clear of the key's other
+	 * counting rows (NULL: clear now), excluding the row "self" (NULL on
+	 * INSERT); *cooldown is set to the cooldown.
 	 */
 	Interval   *(*decide) (CooldownGuard *g, Datum key, TimestampTz at,
-							HeapTuple self, Interval **cooldown);
-	/* raise 23P01 (does not return) */
+							const TimestampTz *fill, HeapTuple self, Interval **cooldown);
+	/* raise 23P01 for the row of decide's "at" and "fill" (does not return) */
 	void		(*violation) (CooldownGuard *g, Datum key, TimestampTz at,
-							  Interval *cooldown, Interval *retry);
+							  const TimestampTz *fill, Interval *cooldown, Interval *retry);
 	/* raise unless filled_at lies in [created_at, now] */
 	void		(*check_fill) (CooldownGuard *g, HeapTuple tuple, TimestampTz created_at,
 							   TimestampTz filled_at, TimestampTz now);

@@ -189,7 +189,9 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 	if (check && !created_isnull)
 	{
 		MemoryContext callcxt = CurrentMemoryContext;
-		TimestampTz effective = DatumGetTimestampTz(created);
+		TimestampTz at = DatumGetTimestampTz(created);
+		TimestampTz fill = 0;
+		bool		has_fill = false;
 		Interval   *cooldown = NULL;
 		Interval   *retry = NULL;
 
@@ -199,16 +201,19 @@ bidguard_cooldown_guard_row(CooldownGuard *g, TriggerData *trigdata,
 			Datum		filled = heap_getattr(newtuple, g->fill_attnum, desc, &filled_isnull);
 
 			if (!filled_isnull)
-				effective = DatumGetTimestampTz(filled);
+			{
+				fill = DatumGetTimestampTz(filled);
+				has_fill = true;
+			}
 		}
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		retry = g->decide(g, key, effective, oldtuple, &cooldown);
+		retry = g->decide(g, key, at, has_fill ? &fill : NULL, oldtuple, &cooldown);
 		if (retry != NULL)
 		{
 			bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);
-			g->violation(g, key, effective, cooldown, retry);
+			g->violation(g, key, at, has_fill ? &fill : NULL, cooldown, retry);
 			pg_unreachable();
 		}
 		*admitted_under = MemoryContextAlloc(callcxt, sizeof(Interval));

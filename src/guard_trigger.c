@@ -422,8 +422,8 @@ guard_row_subject(void *arg)
 	return psprintf("A row of key %s", guard_key_text(subject->e, subject->key));
 }
 
-static pg_noreturn void guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
-							Interval *cooldown, Interval *retry);
+static pg_noreturn void guard_violation(CooldownGuard *g, Datum key, TimestampTz time,
+							const TimestampTz *fill, Interval *cooldown, Interval *retry);
 
 /*
  * guard_index_latest
@@ -535,9 +535,11 @@ guard_decide_by_index(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple sel
 }
 
 static Interval *
-guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
-			 Interval **cooldown)
+guard_decide(CooldownGuard *g, Datum key, TimestampTz time, const TimestampTz *fill,
+			 HeapTuple self, Interval **cooldown)
 {
+	/* judged by the row's effective time */
+	TimestampTz at = fill != NULL ? *fill : time;
 	GuardEntry *e = g->arg;
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -579,10 +581,11 @@ guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
 }
 
 static void
-guard_violation(CooldownGuard *g, Datum key, TimestampTz at, Interval *cooldown,
-				Interval *retry)
+guard_violation(CooldownGuard *g, Datum key, TimestampTz time, const TimestampTz *fill,
+				Interval *cooldown, Interval *retry)
 {
 	GuardEntry *e = g->arg;
+	TimestampTz at = fill != NULL ? *fill : time;	/* the time guard_decide judged */
 	char	   *keytext = guard_key_text(e, key);
 
 	ereport(ERROR,

@@ -99,7 +99,7 @@ typedef struct TradesGuard
 } TradesGuard;
 
 static pg_noreturn void trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at,
-								   Interval *cooldown, Interval *retry);
+								   const TimestampTz *fill, Interval *cooldown, Interval *retry);
 
 static void
 trades_guard_lock(CooldownGuard *g, Datum key)
@@ -109,23 +109,25 @@ trades_guard_lock(CooldownGuard *g, Datum key)
 }
 
 static Interval *
-trades_guard_decide(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple self,
-					Interval **cooldown)
+trades_guard_decide(CooldownGuard *g, Datum key, TimestampTz at, const TimestampTz *fill,
+					HeapTuple self, Interval **cooldown)
 {
 	TradesGuard *tg = g->arg;
 	Interval   *retry;
 
 	(void) self;				/* excluded by trade_id */
-	trade_decide(tg->nspid, DatumGetInt64(key), at, tg->trade_id, tg->has_trade_id,
+	trade_decide(tg->nspid, DatumGetInt64(key), at, fill, tg->trade_id, tg->has_trade_id,
 				 g->rel, cooldown, &retry);
 	return retry;
 }
 
 static void
-trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at, Interval *cooldown,
-					   Interval *retry)
+trades_guard_violation(CooldownGuard *g, Datum key, TimestampTz at, const TimestampTz *fill,
+					   Interval *cooldown, Interval *retry)
 {
 	int64		bot_id = DatumGetInt64(key);
+
+	(void) fill;				/* a trade is named by its admission time */
 
 	ereport(ERROR,
 			(errcode(ERRCODE_EXCLUSION_VIOLATION),

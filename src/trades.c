@@ -7,10 +7,22 @@
  *	  trigger, which applies the same rule to plain SQL, is trade_trigger.c.
  *
  * A trade counts unless its status is 'failed'.  Its effective time is
- * coalesce(filled_at, created_at).  A trade may be admitted at time t when
- * no other counting trade of the bot has an effective time within the
- * cooldown of t, on either side: |effective - t| < cooldown is a conflict,
- * a gap of exactly the cooldown is not.
+ * coalesce(filled_at, created_at), as of a moment: its fill counts from the
+ * time it was filled on.  The rule (SPEC 9, and what the audit view
+ * bidguard_cooldown_violations checks) judges each trade at its admission
+ * time t: no counting trade admitted before it may have an effective time,
+ * as of t, within the cooldown before t.  A gap of exactly the cooldown is
+ * no conflict.  A trade admitted now (bidguard_try_trade, an INSERT without
+ * created_at) has only earlier trades to answer to.  A plain INSERT with a
+ * created_at in the past is also an earlier trade of the trades admitted
+ * after it, so it answers to both sides (trade_read_conflict):
+ *   - a trade q admitted at or before t conflicts when its effective time as
+ *     of t (its fill if filled by t, else its admission) is after t - cd;
+ *   - a trade r admitted after t conflicts when the new trade's effective
+ *     time as of r's admission (its fill if filled by then, else t) is after
+ *     r's admission - cd.  What counts there is r's admission, not r's
+ *     fill: a trade admitted 10 ms after t and filled a minute later was
+ *     still admitted 10 ms after t.
  *
  * Locking protocol
  * ----------------
@@ -148,67 +160,97 @@ trade_read_cooldown(TradeRels *r, int64 bot_id, Snapshot snap, Interval *cooldow
 	return found;
 }
 
+/* t - cd, or t + cd, on the UTC wall clock (a day is 24 hours in every zone) */
+static TimestampTz
+trade_shift(TimestampTz t, Interval *cd, bool later)
+{
+	return DatumGetTimestamp(DirectFunctionCall2(later ? timestamp_pl_interval : timestamp_mi_interval,
+												 TimestampGetDatum(t), IntervalPGetDatum(cd)));
+}
+
 /*
- * The latest effective time, strictly between lo and hi, of a counting trade
- * of the bot other than exclude_trade_id, as snap sees it: backward along
- * the cooldown index, the first one.
+ * Does a trade admitted at "at" (filled at *fill, or not filled: NULL)
+ * conflict with a counting trade of the bot other than exclude_trade_id, as
+ * snap sees them (the rule in this file's header)?  *clear_at is then when
+ * the latest conflict would clear: the largest effective time of the
+ * conflicting trades, plus the cooldown.
+ *
+ * Every conflicting trade has coalesce(filled_at, created_at) after at - cd
+ * (an earlier one by the rule; a later one because created_at > at), so one
+ * range of the cooldown index finds them all; on the common path (at = now)
+ * that range holds the few trades of the last cooldown.
  */
 static bool
-trade_read_latest(TradeRels *r, int64 bot_id, TimestampTz lo, TimestampTz hi,
-				  int64 exclude_trade_id, bool exclude, Snapshot snap, TimestampTz *latest)
+trade_read_conflict(TradeRels *r, int64 bot_id, TimestampTz at, const TimestampTz *fill,
+					Interval *cd, int64 exclude_trade_id, bool exclude, Snapshot snap,
+					TimestampTz *clear_at)
 {
-	ScanKeyData sk[3];
+	ScanKeyData sk[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(r->trades, NULL);
+	TimestampTz lo = trade_shift(at, cd, false);
 	bool		found = false;
 
 	ScanKeyInit(&sk[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(bot_id));
 	ScanKeyInit(&sk[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT, TimestampTzGetDatum(lo));
-	ScanKeyInit(&sk[2], 2, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(hi));
-	scan = bidguard_index_beginscan(r->trades, r->cooldown_idx, snap, 3, 0);
-	index_rescan(scan, sk, 3, NULL, 0);
-	while (index_getnext_slot(scan, BackwardScanDirection, slot))
+	scan = bidguard_index_beginscan(r->trades, r->cooldown_idx, snap, 2, 0);
+	index_rescan(scan, sk, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		bool		isnull;
-		Datum		d;
+		bool		isnull,
+					fill_isnull;
+		TimestampTz created,
+					filled = 0,
+					as_of,
+					effective;
+		bool		conflict;
 
 		if (exclude &&
 			DatumGetInt64(slot_getattr(slot, r->trade_id, &isnull)) == exclude_trade_id)
 			continue;
-		d = slot_getattr(slot, r->filled_at, &isnull);
-		if (isnull)
-			d = slot_getattr(slot, r->created_at, &isnull);
-		*latest = DatumGetTimestampTz(d);
-		found = true;
-		break;
+		created = DatumGetTimestampTz(slot_getattr(slot, r->created_at, &isnull));
+		filled = DatumGetTimestampTz(slot_getattr(slot, r->filled_at, &fill_isnull));
+		effective = fill_isnull ? created : filled;
+		if (created <= at)
+		{
+			/* an earlier trade: its effective time as of at */
+			as_of = (!fill_isnull && filled <= at) ? filled : created;
+			conflict = as_of > lo;
+		}
+		else
+		{
+			/* a later one: the new trade's effective time as of its admission */
+			as_of = (fill != NULL && *fill <= created) ? *fill : at;
+			conflict = as_of > trade_shift(created, cd, false);
+		}
+		if (conflict && (!found || effective > *clear_at))
+		{
+			*clear_at = effective;
+			found = true;
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	if (found)
+		*clear_at = trade_shift(*clear_at, cd, true);
 	return found;
 }
 
 /* Is time "at" clear (*retry NULL) under snap?  False for an unknown bot. */
 static bool
-trade_decide_in(TradeRels *r, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
-				bool exclude, Snapshot snap, Interval *cooldown, Interval **retry)
+trade_decide_in(TradeRels *r, int64 bot_id, TimestampTz at, const TimestampTz *fill,
+				int64 exclude_trade_id, bool exclude, Snapshot snap, Interval *cooldown,
+				Interval **retry)
 {
-	TimestampTz lo,
-				hi,
-				latest;
+	TimestampTz clear_at = 0;
 
 	*retry = NULL;
 	if (!trade_read_cooldown(r, bot_id, snap, cooldown))
 		return false;
-	/* the window, on the UTC wall clock (a day is 24 hours in every zone) */
-	lo = DatumGetTimestamp(DirectFunctionCall2(timestamp_mi_interval, TimestampGetDatum(at),
-											   IntervalPGetDatum(cooldown)));
-	hi = DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval, TimestampGetDatum(at),
-											   IntervalPGetDatum(cooldown)));
-	if (trade_read_latest(r, bot_id, lo, hi, exclude_trade_id, exclude, snap, &latest))
+	if (trade_read_conflict(r, bot_id, at, fill, cooldown, exclude_trade_id, exclude, snap,
+							&clear_at))
 		*retry = DatumGetIntervalP(DirectFunctionCall2(timestamp_mi,
-													   DirectFunctionCall2(timestamp_pl_interval,
-																		   TimestampGetDatum(latest),
-																		   IntervalPGetDatum(cooldown)),
+													   TimestampGetDatum(clear_at),
 													   TimestampGetDatum(at)));
 	return true;
 }
@@ -232,8 +274,9 @@ trade_decide_in(TradeRels *r, int64 bot_id, TimestampTz at, int64 exclude_trade_
  * latest values are returned.
  */
 void
-trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
-			 bool exclude, Relation rel, Interval **cooldown, Interval **retry)
+trade_decide(Oid nspid, int64 bot_id, TimestampTz at, const TimestampTz *fill,
+			 int64 exclude_trade_id, bool exclude, Relation rel, Interval **cooldown,
+			 Interval **retry)
 {
 	TradeRels	r;
 	Interval	cd;
@@ -250,11 +293,11 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 
 		PushActiveSnapshot(GetTransactionSnapshot());
 		UpdateActiveSnapshotCommandId();
-		found_snap = trade_decide_in(&r, bot_id, at, exclude_trade_id, exclude,
+		found_snap = trade_decide_in(&r, bot_id, at, fill, exclude_trade_id, exclude,
 									 GetActiveSnapshot(), &cd_snap, &rt_snap);
 		PopActiveSnapshot();
 		PushActiveSnapshot(GetLatestSnapshot());
-		found = trade_decide_in(&r, bot_id, at, exclude_trade_id, exclude,
+		found = trade_decide_in(&r, bot_id, at, fill, exclude_trade_id, exclude,
 								GetActiveSnapshot(), &cd, &rt);
 		PopActiveSnapshot();
 		if (found != found_snap || (found && (rt == NULL) != (rt_snap == NULL)))
@@ -268,7 +311,7 @@ trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
 	else
 	{
 		PushActiveSnapshot(GetLatestSnapshot());
-		found = trade_decide_in(&r, bot_id, at, exclude_trade_id, exclude,
+		found = trade_decide_in(&r, bot_id, at, fill, exclude_trade_id, exclude,
 								GetActiveSnapshot(), &cd, &rt);
 		PopActiveSnapshot();
 	}
@@ -399,7 +442,7 @@ bidguard_try_trade(PG_FUNCTION_ARGS)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		now = bidguard_now();
-		trade_decide(nspid, bot_id, now, 0, false, NULL, &cooldown, &retry);
+		trade_decide(nspid, bot_id, now, NULL, 0, false, NULL, &cooldown, &retry);
 		if (retry != NULL)
 		{
 			bidguard_count(BG_STAT_TRADES_REJECTED_COOLDOWN);

@@ -28,8 +28,9 @@ typedef struct TradeAdmission
 
 extern TradeAdmission trade_admission;
 
-extern void trade_decide(Oid nspid, int64 bot_id, TimestampTz at, int64 exclude_trade_id,
-						 bool exclude, Relation rel, Interval **cooldown, Interval **retry);
+extern void trade_decide(Oid nspid, int64 bot_id, TimestampTz at, const TimestampTz *fill,
+						 int64 exclude_trade_id, bool exclude, Relation rel,
+						 Interval **cooldown, Interval **retry);
 extern void trade_check_fill_time(int64 trade_id, TimestampTz created_at, TimestampTz filled_at,
 							TimestampTz now, Relation rel);
 

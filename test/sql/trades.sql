@@ -288,6 +288,31 @@ COPY bidguard_trades (trade_id, bot_id, created_at) FROM stdin;
 \.
 SELECT count(*) AS left_after_copy FROM bidguard_trades WHERE trade_id >= 900001;
 
+-- A back-dated plain INSERT answers to the trades admitted after it by
+-- their admission times, not by their fills: bot 20, cooldown 40 s, a trade
+-- admitted at 12:00:00 and filled at 12:01:00.
+SELECT bidguard_set_cooldown(20, '40 seconds');
+SET bidguard.test_clock = '2026-01-04 12:00:00+00';
+SELECT reason FROM bidguard_try_trade(20);
+SET bidguard.test_clock = '2026-01-04 12:01:00+00';
+SELECT changed FROM bidguard_fill_trade((SELECT max(trade_id) FROM bidguard_trades WHERE bot_id = 20));
+-- 10 s before that admission: inside its cooldown (error)
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (20, '2026-01-04 11:59:50+00');
+-- 40 s before it: clear
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (20, '2026-01-04 11:59:20+00') RETURNING status;
+-- filled 10 s before that admission, created long before: the fill counts (error)
+INSERT INTO bidguard_trades (bot_id, created_at, filled_at, status)
+VALUES (20, '2026-01-04 11:00:00+00', '2026-01-04 11:59:55+00', 'filled');
+-- 20 s after the 12:00:00 admission, before its fill at 12:01:00: the
+-- admission counts there, not the later fill (error)
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (20, '2026-01-04 12:00:20+00');
+-- 50 s after it, 10 s before its fill: clear of the admission, and the fill
+-- came later, so it does not count against this one
+INSERT INTO bidguard_trades (bot_id, created_at) VALUES (20, '2026-01-04 12:00:50+00') RETURNING status;
+-- the audit agrees: no violation among bot 20's trades
+SELECT count(*) AS bot_20_violations FROM bidguard_cooldown_violations WHERE bot_id = 20;
+RESET bidguard.test_clock;
+
 -- only superusers may stop the clock (error)
 CREATE ROLE regress_bidguard_trader;
 SET ROLE regress_bidguard_trader;
