@@ -93,7 +93,18 @@ sub invariants
 	my $rows = $co->safe_psql('postgres',
 		'SELECT node, check_name, violations FROM bidguard_citus_invariants() ORDER BY 1, 2');
 	my @bad = grep { !/\|0$/ } split /\n/, $rows;
-	is(scalar(@bad), 0, "$label: every invariant holds on every node") or diag join("\n", @bad);
+	is(scalar(@bad), 0, "$label: every invariant holds on every node") or diag join("\n", @bad,
+		'the trades close to their predecessor (bot, trade, status, created, filled, cooldown, data; the previous one):',
+		$co->safe_psql('postgres', q{
+			SELECT * FROM (
+				SELECT bot_id, trade_id, status, created_at, filled_at, cooldown, trade_data,
+				       lag(trade_id) OVER w AS prev_id, lag(status) OVER w AS prev_status,
+				       lag(created_at) OVER w AS prev_created, lag(filled_at) OVER w AS prev_filled,
+				       lag(trade_data) OVER w AS prev_data
+				  FROM bidguard_trades WHERE status <> 'failed'
+				WINDOW w AS (PARTITION BY bot_id ORDER BY created_at, trade_id)) AS x
+			 WHERE created_at - COALESCE(prev_filled, prev_created) < cooldown
+			    OR created_at - prev_created < cooldown}));
 	is($co->safe_psql('postgres', q{
 		SELECT count(*) FROM (SELECT marketplace_id, posting_id FROM bidguard_bids
 		  WHERE status IN ('pending', 'submitted') GROUP BY 1, 2 HAVING count(*) > 1) AS d}),
