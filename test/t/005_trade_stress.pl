@@ -12,7 +12,11 @@
 #	                catches exclusion_violation: the trigger path, whose
 #	                23P01 inside the cooldown would otherwise abort the client
 #	                (PG15's pgbench has no --continue-on-error)
-#	    flow_same   BEGIN; try_trade; <the exchange: sleep 0-20 ms>; fill
+#	    backdated   BEGIN; <sleep 0-250 ms>; INSERT with created_at = now(),
+#	                the transaction's start: a trade back-dated past the
+#	                trades admitted (and filled) meanwhile, which it must
+#	                answer to by their admission times; DO block as above
+#	    flow_same   BEGIN; try_trade; <the exchange: sleep 0-40 ms>; fill
 #	                (filled_at default, or given as clock_timestamp() under
 #	                the bot's lock) or fail; COMMIT
 #	    flow_later  BEGIN; try_trade; COMMIT; <sleep 0-300 ms>; fill (default
@@ -101,8 +105,23 @@ EXCEPTION WHEN exclusion_violation THEN
 END
 \$\$;
 },
+		"${run}_backdated\@2" => $bot . qq{\\set s random(0, 250)
+BEGIN;
+SELECT 1;
+\\sleep :s ms
+DO \$\$
+BEGIN
+	INSERT INTO bidguard_trades (bot_id, created_at, trade_data)
+	VALUES (:bot, now(), @{[ $data->('backdated') ]});
+	INSERT INTO stress_outcomes (run, path, reason) VALUES ('$run', 'backdated', 'executed');
+EXCEPTION WHEN exclusion_violation THEN
+	INSERT INTO stress_outcomes (run, path, reason) VALUES ('$run', 'backdated', 'cooldown');
+END
+\$\$;
+COMMIT;
+},
 		"${run}_flow_same\@2" => $bot . qq{\\set o random(1, 3)
-\\set s random(0, 20)
+\\set s random(0, 40)
 BEGIN;
 @{[ $try->('flow_same', q{'10ms'}) ]}\\if :tid > 0
 \\sleep :s ms
@@ -154,7 +173,7 @@ my @runs = (
 		retries => 10
 	},);
 
-my @PATHS = qw(try0 trywait trynull insert flow_same flow_later);
+my @PATHS = qw(try0 trywait trynull insert backdated flow_same flow_later);
 my $rollback_sql = q{SELECT CASE WHEN is_called THEN last_value ELSE 0 END
                        FROM stress_rollback_executed};
 my $trades_before = 0;
@@ -244,7 +263,7 @@ is( $node->safe_psql(
 	SELECT string_agg(path || ':' || reasons, ' ' ORDER BY path COLLATE "C")
 	  FROM (SELECT path, string_agg(DISTINCT reason, ',' ORDER BY reason) AS reasons
 	          FROM stress_outcomes GROUP BY path) AS s}),
-	'flow_later:busy,cooldown,executed flow_same:busy,cooldown,executed '
+	'backdated:cooldown,executed flow_later:busy,cooldown,executed flow_same:busy,cooldown,executed '
 	  . 'insert:cooldown,executed try0:busy,cooldown,executed '
 	  . 'trynull:cooldown,executed trywait:busy,cooldown,executed',
 	'every path admitted trades and was refused for the cooldown; the bounded waits also answered busy'
@@ -255,7 +274,7 @@ is( $node->safe_psql(
 		'postgres', q{
 	SELECT string_agg(v, ',' ORDER BY v COLLATE "C") FROM (
 		SELECT DISTINCT trade_data->>'via' AS v FROM bidguard_trades) AS s}),
-	'flow_later,flow_same,insert,try0,trynull,trywait',
+	'backdated,flow_later,flow_same,insert,try0,trynull,trywait',
 	'trades were made by every path, none by a rolled-back admission');
 is( $node->safe_psql(
 		'postgres', q{
