@@ -644,6 +644,26 @@ bidguard_interval_text(Interval *iv)
 }
 
 /*
+ * bidguard_ts_plus, bidguard_ts_minus
+ *		t + iv and t - iv as timestamptz + interval does it in SQL, on the UTC
+ *		wall clock (a day is 24 hours in every zone), so that C and the SQL
+ *		of the audit views agree on every window's edge.
+ */
+TimestampTz
+bidguard_ts_plus(TimestampTz t, Interval *iv)
+{
+	return DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval, TimestampGetDatum(t),
+												 IntervalPGetDatum(iv)));
+}
+
+TimestampTz
+bidguard_ts_minus(TimestampTz t, Interval *iv)
+{
+	return DatumGetTimestamp(DirectFunctionCall2(timestamp_mi_interval, TimestampGetDatum(t),
+												 IntervalPGetDatum(iv)));
+}
+
+/*
  * bidguard_check_cooldown
  *		A cooldown argument: not negative and finite (22023).  Intervals can
  *		be infinite from PostgreSQL 17 on; an infinite cooldown would make a

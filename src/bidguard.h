@@ -191,6 +191,8 @@ extern Jsonb *bidguard_check_object(Jsonb *jb, const char *argname);
 extern text *bidguard_arg_id(FunctionCallInfo fcinfo, int argno,
 							 const char *argname);
 extern char *bidguard_interval_text(Interval *iv);
+extern TimestampTz bidguard_ts_plus(TimestampTz t, Interval *iv);
+extern TimestampTz bidguard_ts_minus(TimestampTz t, Interval *iv);
 extern int	bidguard_arg_wait_ms(Interval *wait);
 extern void bidguard_check_cooldown(Interval *cooldown, const char *argname);
 extern Jsonb *bidguard_arg_object(FunctionCallInfo fcinfo, int argno,

@@ -484,12 +484,8 @@ guard_decide_by_index(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple sel
 {
 	GuardEntry *e = g->arg;
 	Interval   *cd = &e->cooldown;
-	TimestampTz lo = DatumGetTimestamp(DirectFunctionCall2(timestamp_mi_interval,
-														   TimestampGetDatum(at),
-														   IntervalPGetDatum(cd)));
-	TimestampTz hi = DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval,
-														   TimestampGetDatum(at),
-														   IntervalPGetDatum(cd)));
+	TimestampTz lo = bidguard_ts_minus(at, cd);
+	TimestampTz hi = bidguard_ts_plus(at, cd);
 	TimestampTz latest = 0;
 	bool		found;
 
@@ -528,9 +524,7 @@ guard_decide_by_index(CooldownGuard *g, Datum key, TimestampTz at, HeapTuple sel
 		return NULL;
 	/* (latest + cooldown) - at, on the UTC wall clock as the SQL does it */
 	return DatumGetIntervalP(DirectFunctionCall2(timestamp_mi,
-												 DirectFunctionCall2(timestamp_pl_interval,
-																	 TimestampGetDatum(latest),
-																	 IntervalPGetDatum(cd)),
+												 TimestampGetDatum(bidguard_ts_plus(latest, cd)),
 												 TimestampGetDatum(at)));
 }
 

@@ -64,22 +64,6 @@
 #include "guards.h"
 #include "rate_limit.h"
 
-static TimestampTz
-ts_plus(TimestampTz t, Interval *iv)
-{
-	return DatumGetTimestamp(DirectFunctionCall2(timestamp_pl_interval,
-												 TimestampGetDatum(t),
-												 IntervalPGetDatum(iv)));
-}
-
-static TimestampTz
-ts_minus(TimestampTz t, Interval *iv)
-{
-	return DatumGetTimestamp(DirectFunctionCall2(timestamp_mi_interval,
-												 TimestampGetDatum(t),
-												 IntervalPGetDatum(iv)));
-}
-
 static Interval *
 zero_interval(void)
 {
@@ -172,7 +156,7 @@ rate_time_until_freed(Oid nspid, Datum *values, int64 need, Interval *per, Times
 		acc += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
 										   2, &isnull));
 		if (acc >= need)
-			return ts_diff(ts_plus(at, per), now);
+			return ts_diff(bidguard_ts_plus(at, per), now);
 	}
 	elog(ERROR, "bidguard: a rate window holds fewer units than it counted");
 	pg_unreachable();
@@ -237,7 +221,7 @@ bidguard_rate_decide(Oid nspid, Oid events_relid, text *key, int32 max_count,
 	guard_as_owner_begin(bidguard_rel_owner(events_relid), &save);
 
 	now = bidguard_now();
-	window_start = ts_minus(now, per);
+	window_start = bidguard_ts_minus(now, per);
 	values[0] = PointerGetDatum(key);
 	values[1] = TimestampTzGetDatum(window_start);
 	plan = bidguard_plan(nspid, BG_PLAN_RATE_WINDOW);
@@ -266,7 +250,7 @@ bidguard_rate_decide(Oid nspid, Oid events_relid, text *key, int32 max_count,
 	{
 		values[1] = TimestampTzGetDatum(now);
 		values[2] = Int32GetDatum(cost);
-		values[3] = TimestampTzGetDatum(ts_plus(now, per));
+		values[3] = TimestampTzGetDatum(bidguard_ts_plus(now, per));
 		bidguard_spi_check(SPI_execute_plan(bidguard_plan(nspid, BG_PLAN_RATE_INSERT),
 											values, NULL, false, 0),
 						   SPI_OK_INSERT, "recording a rate event");
@@ -298,7 +282,7 @@ bidguard_rate_decide(Oid nspid, Oid events_relid, text *key, int32 max_count,
 
 		out->retry_after = need <= 0 ? zero_interval() :
 			rate_time_until_freed(nspid, values, need, per, now);
-		out->reset_after = ts_diff(ts_plus(last, per), now);
+		out->reset_after = ts_diff(bidguard_ts_plus(last, per), now);
 	}
 	guard_as_owner_end(&save);
 	/* the intervals are in the caller's context: SPI_finish would free them */

@@ -160,14 +160,6 @@ trade_read_cooldown(TradeRels *r, int64 bot_id, Snapshot snap, Interval *cooldow
 	return found;
 }
 
-/* t - cd, or t + cd, on the UTC wall clock (a day is 24 hours in every zone) */
-static TimestampTz
-trade_shift(TimestampTz t, Interval *cd, bool later)
-{
-	return DatumGetTimestamp(DirectFunctionCall2(later ? timestamp_pl_interval : timestamp_mi_interval,
-												 TimestampGetDatum(t), IntervalPGetDatum(cd)));
-}
-
 /*
  * Does a trade admitted at "at" (filled at *fill, or not filled: NULL)
  * conflict with a counting trade of the bot other than exclude_trade_id, as
@@ -177,8 +169,13 @@ trade_shift(TimestampTz t, Interval *cd, bool later)
  *
  * Every conflicting trade has coalesce(filled_at, created_at) after at - cd
  * (an earlier one by the rule; a later one because created_at > at), so one
- * range of the cooldown index finds them all; on the common path (at = now)
- * that range holds the few trades of the last cooldown.
+ * range of the cooldown index finds them all.  The range has no upper bound
+ * in the index: a later trade answers by its admission, and a trade filled
+ * long after it was admitted sits far up the index.  It ends at "now" all
+ * the same, since neither created_at nor filled_at is ever in the future
+ * (22023), so on the common path (at = now, or a transaction's start) it
+ * holds the few trades of the last cooldown; an INSERT back-dated by a day
+ * reads the bot's trades of that day.
  */
 static bool
 trade_read_conflict(TradeRels *r, int64 bot_id, TimestampTz at, const TimestampTz *fill,
@@ -188,7 +185,7 @@ trade_read_conflict(TradeRels *r, int64 bot_id, TimestampTz at, const TimestampT
 	ScanKeyData sk[2];
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(r->trades, NULL);
-	TimestampTz lo = trade_shift(at, cd, false);
+	TimestampTz lo = bidguard_ts_minus(at, cd);
 	bool		found = false;
 
 	ScanKeyInit(&sk[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(bot_id));
@@ -200,7 +197,7 @@ trade_read_conflict(TradeRels *r, int64 bot_id, TimestampTz at, const TimestampT
 		bool		isnull,
 					fill_isnull;
 		TimestampTz created,
-					filled = 0,
+					filled,
 					as_of,
 					effective;
 		bool		conflict;
@@ -221,7 +218,7 @@ trade_read_conflict(TradeRels *r, int64 bot_id, TimestampTz at, const TimestampT
 		{
 			/* a later one: the new trade's effective time as of its admission */
 			as_of = (fill != NULL && *fill <= created) ? *fill : at;
-			conflict = as_of > trade_shift(created, cd, false);
+			conflict = as_of > bidguard_ts_minus(created, cd);
 		}
 		if (conflict && (!found || effective > *clear_at))
 		{
@@ -232,7 +229,7 @@ trade_read_conflict(TradeRels *r, int64 bot_id, TimestampTz at, const TimestampT
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	if (found)
-		*clear_at = trade_shift(*clear_at, cd, true);
+		*clear_at = bidguard_ts_plus(*clear_at, cd);
 	return found;
 }
 
