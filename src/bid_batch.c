@@ -174,7 +174,7 @@ bidguard_create_bids(PG_FUNCTION_ARGS)
 		if (i == 0 || *order[i] != *order[i - 1])
 			bidguard_lock_posting(*order[i]);
 
-	InitMaterializedSRF(fcinfo, 0);
+	bidguard_init_srf(fcinfo);
 	itemcxt = AllocSetContextCreate(CurrentMemoryContext, "bidguard_create_bids element",
 									ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < n; i++)

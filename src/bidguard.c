@@ -753,6 +753,27 @@ bidguard_check_object(Jsonb *jb, const char *argname)
 }
 
 /*
+ * bidguard_init_srf
+ *		InitMaterializedSRF for one of our set-returning functions.
+ *
+ * The result's descriptor is the one the executor already built for the
+ * call (rsinfo->expectedDesc: FROM f(...) and SELECT f(...) both set it), so
+ * that it is not built a second time from pg_proc's OUT arguments, as
+ * get_call_result_type would (1.5-2% of a hot call's CPU).  A caller that
+ * sets none gets the pg_proc one.
+ */
+void
+bidguard_init_srf(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bits32		flags = 0;
+
+	if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->expectedDesc != NULL)
+		flags |= MAT_SRF_USE_EXPECTED_DESC;
+	InitMaterializedSRF(fcinfo, flags);
+}
+
+/*
  * bidguard_return_row
  *		Return the single row of a RETURNS TABLE function.
  *
@@ -764,6 +785,6 @@ bidguard_return_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	InitMaterializedSRF(fcinfo, 0);
+	bidguard_init_srf(fcinfo);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }

@@ -199,6 +199,7 @@ extern Jsonb *bidguard_arg_object(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);
 extern void bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno,
 								  const char *argname);
+extern void bidguard_init_srf(FunctionCallInfo fcinfo);
 extern void bidguard_return_row(FunctionCallInfo fcinfo, Datum *values,
 								bool *nulls);
 extern TimestampTz bidguard_now(void);

@@ -361,7 +361,7 @@ bidguard_slot_holders(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_slots must be between 1 and %d", BIDGUARD_MAX_SLOTS),
 				 errdetail("The max_slots given is %d.", max_slots)));
-	InitMaterializedSRF(fcinfo, 0);
+	bidguard_init_srf(fcinfo);
 	slots = palloc(sizeof(Datum) * max_slots);
 	his = palloc(sizeof(Datum) * max_slots);
 	los = palloc(sizeof(Datum) * max_slots);

@@ -246,7 +246,7 @@ bidguard_lock_wait_histogram(PG_FUNCTION_ARGS)
 	int			b;
 
 	require_shared_stats();
-	InitMaterializedSRF(fcinfo, 0);
+	bidguard_init_srf(fcinfo);
 	for (b = 0; b <= BG_WAIT_BUCKETS; b++)
 	{
 		Datum		values[2];
