@@ -11,7 +11,8 @@
  * are, by concern:
  *
  *	 module.c		_PG_init and every setting (depends on the others; none on it)
- *	 bidguard.c		argument checks, the SPI plan cache, the one-row result helper
+ *	 bidguard.c		the SPI plan cache, relations by schema, SPI helpers
+ *	 args.c			argument checks, time arithmetic, set-returning results
  *	 locks.c		lock tags, bounded waits, bidguard_lock, bidguard_lock_key
  *	 stats.c		shared-memory statistics
  *	 compat.h		every difference between PostgreSQL majors
@@ -186,6 +187,14 @@ extern BidguardCallState *bidguard_call_state(FunctionCallInfo fcinfo);
 extern SPIPlanPtr bidguard_plan(Oid nspid, BidguardPlanId id);
 extern Oid	bidguard_events_owner(Oid nspid);
 extern void bidguard_check_writable(const char *what);
+extern TimestampTz bidguard_now(void);
+extern void bidguard_spi_check(int rc, int expected, const char *what);
+extern int	bidguard_column(Relation rel, const char *name);
+extern pg_noreturn void bidguard_trigger_misuse(const char *function, const char *how);
+extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
+									 int *save_sec_context);
+
+/* args.c */
 extern text *bidguard_check_id(text *t, const char *argname);
 extern Jsonb *bidguard_check_object(Jsonb *jb, const char *argname);
 extern text *bidguard_arg_id(FunctionCallInfo fcinfo, int argno,
@@ -202,12 +211,6 @@ extern void bidguard_arg_not_null(FunctionCallInfo fcinfo, int argno,
 extern void bidguard_init_srf(FunctionCallInfo fcinfo);
 extern void bidguard_return_row(FunctionCallInfo fcinfo, Datum *values,
 								bool *nulls);
-extern TimestampTz bidguard_now(void);
-extern void bidguard_spi_check(int rc, int expected, const char *what);
-extern int	bidguard_column(Relation rel, const char *name);
-extern pg_noreturn void bidguard_trigger_misuse(const char *function, const char *how);
-extern void bidguard_as_events_owner(Oid nspid, Oid *save_userid,
-									 int *save_sec_context);
 
 /* stats.c */
 extern bool bidguard_track_stats;
